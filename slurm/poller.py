@@ -1,0 +1,207 @@
+"""One shared poller per cluster: a single squeue call refreshes every tracked job.
+
+Kernels never call squeue themselves. They track their job here and read the
+cached state, so a gateway with a hundred kernels still asks the controller
+once per interval. The poller asks more often while any job is launching or
+ending, and backs off while the controller does not answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from typing import Callable
+
+from .client import SlurmClient, SlurmError
+from .jobs import JobInfo
+
+log = logging.getLogger(__name__)
+
+# A job that neither squeue nor accounting knows has ended, but nothing says how.
+LOST_STATE = "UNKNOWN"
+
+
+class JobPoller:
+    """Refreshes the state of tracked jobs in a background thread.
+
+    ``interval`` (seconds) applies while every tracked job is steady;
+    ``fast_interval`` while any job is marked urgent (launching, being
+    cancelled). After a failed squeue call the wait doubles, up to
+    ``max_backoff``, and the last known states stay in place: an
+    unreachable controller never makes a job look ended.
+
+    ``query_count`` counts squeue calls and ``failure_count`` failed ones,
+    for tests and monitoring.
+    """
+
+    _shared: dict[tuple, "JobPoller"] = {}
+    _shared_lock = threading.Lock()
+
+    def __init__(
+        self,
+        client: SlurmClient,
+        interval: float = 5.0,
+        fast_interval: float = 0.5,
+        max_backoff: float = 60.0,
+    ):
+        self.client = client
+        self.interval = interval
+        self.fast_interval = fast_interval
+        self.max_backoff = max_backoff
+        self.query_count = 0
+        self.failure_count = 0
+        self.consecutive_failures = 0
+        self.last_error: str | None = None
+        self._jobs: dict[str, JobInfo | None] = {}
+        self._urgent: set[str] = set()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @classmethod
+    def shared(cls, client: SlurmClient, **settings) -> "JobPoller":
+        """Return the process-wide poller for the cluster ``client`` reaches.
+
+        ``settings`` apply only when this call creates the poller.
+        """
+        with cls._shared_lock:
+            poller = cls._shared.get(client.key)
+            if poller is None:
+                poller = cls(client, **settings)
+                cls._shared[client.key] = poller
+            return poller
+
+    def track(self, job_id: str, urgent: bool = True) -> None:
+        """Start refreshing ``job_id``; ``urgent`` polls at the fast interval."""
+        with self._lock:
+            self._jobs.setdefault(job_id, None)
+            if urgent:
+                self._urgent.add(job_id)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loop, name="slurmgate-poller", daemon=True)
+                self._thread.start()
+        self._wake.set()
+
+    def set_urgent(self, job_id: str, urgent: bool) -> None:
+        """Poll at the fast interval while ``urgent`` is true for any job."""
+        with self._lock:
+            if urgent:
+                self._urgent.add(job_id)
+            else:
+                self._urgent.discard(job_id)
+        if urgent:
+            self._wake.set()
+
+    def untrack(self, job_id: str) -> None:
+        """Stop refreshing ``job_id`` and forget its state."""
+        with self._lock:
+            self._jobs.pop(job_id, None)
+            self._urgent.discard(job_id)
+
+    def get(self, job_id: str) -> JobInfo | None:
+        """Return the last known state, or ``None`` before the first answer."""
+        with self._lock:
+            return self._jobs.get(job_id)
+
+    def tracked(self) -> list[str]:
+        """Return the ids of the tracked jobs."""
+        with self._lock:
+            return list(self._jobs)
+
+    def refresh(self) -> None:
+        """Ask for a poll now instead of at the end of the current wait."""
+        self._wake.set()
+
+    def poll_once(self) -> None:
+        """Refresh every tracked job with one squeue call (and accounting for vanished ones)."""
+        with self._lock:
+            job_ids = list(self._jobs)
+        if not job_ids:
+            return
+        self.query_count += 1
+        try:
+            found = self.client.query(job_ids)
+        except (SlurmError, OSError) as error:
+            self._record_failure(error)
+            return
+        if self.consecutive_failures:
+            log.info("squeue answers again after %d failed calls", self.consecutive_failures)
+        self.consecutive_failures = 0
+        self.last_error = None
+        for job_id in job_ids:
+            if job_id not in found:
+                found[job_id] = self._find_ended(job_id)
+        with self._lock:
+            for job_id, info in found.items():
+                if job_id in self._jobs:
+                    previous = self._jobs[job_id]
+                    self._jobs[job_id] = info
+                    if info is not None and info.has_ended and (previous is None or not previous.has_ended):
+                        self._urgent.discard(job_id)
+
+    def _find_ended(self, job_id: str) -> JobInfo:
+        previous = self.get(job_id)
+        if previous is not None and previous.has_ended:
+            return previous
+        try:
+            record = self.client.accounting(job_id)
+        except (SlurmError, OSError) as error:
+            log.debug("accounting lookup of job %s failed: %s", job_id, error)
+            record = None
+        if record is not None:
+            return record
+        return JobInfo(job_id, LOST_STATE, reason="slurmctld no longer knows the job and accounting has no record of it")
+
+    def _record_failure(self, error: Exception) -> None:
+        self.failure_count += 1
+        self.consecutive_failures += 1
+        self.last_error = str(error)
+        if self.consecutive_failures == 1:
+            log.warning("squeue failed; keeping the last known job states and retrying with backoff: %s", error)
+        elif self.consecutive_failures % 20 == 0:
+            log.warning("squeue has failed %d times in a row: %s", self.consecutive_failures, error)
+
+    def _next_wait(self) -> float:
+        with self._lock:
+            base = self.fast_interval if self._urgent else self.interval
+        if self.consecutive_failures:
+            return min(self.max_backoff, max(base, self.fast_interval) * 2 ** min(self.consecutive_failures, 10))
+        return base
+
+    def _loop(self) -> None:
+        while True:
+            with self._lock:
+                if not self._jobs:
+                    self._thread = None
+                    return
+            self._wake.clear()
+            try:
+                self.poll_once()
+            except Exception:  # noqa: BLE001 - the poller thread must outlive any single bad answer
+                log.exception("job poller failed; retrying")
+                self._record_failure(RuntimeError("unexpected poller error"))
+            self._wake.wait(self._next_wait())
+
+    def wait_for(self, job_id: str, condition: Callable[[JobInfo], bool], timeout: float) -> JobInfo | None:
+        """Block until the job's state meets ``condition`` or ``timeout`` seconds pass."""
+        deadline = time.monotonic() + timeout
+        while True:
+            info = self.get(job_id)
+            if info is not None and condition(info):
+                return info
+            if time.monotonic() >= deadline:
+                return info
+            time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+
+    async def async_wait_for(self, job_id: str, condition: Callable[[JobInfo], bool], timeout: float) -> JobInfo | None:
+        """Wait without blocking the event loop; see :meth:`wait_for`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            info = self.get(job_id)
+            if info is not None and condition(info):
+                return info
+            if time.monotonic() >= deadline:
+                return info
+            await asyncio.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
