@@ -1,0 +1,306 @@
+"""Configuration of Slurm kernels, shared by the provisioner and the Enterprise Gateway process proxy.
+
+Every setting is a configurable trait. Its value comes, in order of
+precedence, from the kernelspec (``metadata.kernel_provisioner.config``
+or the process proxy's ``config``), from the gateway's configuration file
+(``c.SlurmProvisioner.partition = "gpu"``), or from the environment
+variable its help names, read when the trait is first used.
+"""
+
+from __future__ import annotations
+
+import os
+
+from traitlets import Float, Integer, List, TraitError, Unicode, default, validate
+from traitlets.config import LoggingConfigurable
+
+from slurmgate.slurm.request import RequestError, parse_memory_field, parse_walltime_field
+
+ENV_PREFIX = "SLURMGATE_"
+
+# Variables the job gets from the gateway's environment unless the site
+# configures another list. Secrets and the gateway's own tokens are never
+# among them: a job sees only the names listed here and the launch's own.
+DEFAULT_ENV_PASSTHROUGH = ["PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ"]
+
+
+def _env(name: str, fallback: str = "") -> str:
+    return os.environ.get(ENV_PREFIX + name, fallback)
+
+
+def _env_number(name: str, fallback: str, kind=int):
+    value = _env(name, fallback) or fallback
+    try:
+        return kind(value)
+    except ValueError:
+        raise TraitError(
+            f"environment variable {ENV_PREFIX}{name} is {value!r}; expected a number such as {fallback}"
+        ) from None
+
+
+def _env_list(name: str, fallback: list[str]) -> list[str]:
+    value = os.environ.get(ENV_PREFIX + name)
+    if value is None:
+        return list(fallback)
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+class SlurmKernelConfig(LoggingConfigurable):
+    """The Slurm settings of one kind of kernel: resources, placement and launch behaviour."""
+
+    partition = Unicode(
+        allow_none=True,
+        config=True,
+        help="Slurm partition for kernel jobs; empty means the cluster's default partition."
+        " (SLURMGATE_PARTITION env var)",
+    )
+
+    @default("partition")
+    def _partition_default(self):
+        return _env("PARTITION") or None
+
+    gpus = Integer(
+        config=True,
+        help="Number of GPUs per kernel, requested as --gres=gpu:N. (SLURMGATE_GPUS env var)",
+    )
+
+    @default("gpus")
+    def _gpus_default(self):
+        return _env_number("GPUS", "0")
+
+    gpu_type = Unicode(
+        allow_none=True,
+        config=True,
+        help="GPU type for --gres=gpu:TYPE:N, such as a100; empty means any type."
+        " (SLURMGATE_GPU_TYPE env var)",
+    )
+
+    @default("gpu_type")
+    def _gpu_type_default(self):
+        return _env("GPU_TYPE") or None
+
+    cpus = Integer(
+        config=True,
+        help="CPUs per kernel, requested as --cpus-per-task. (SLURMGATE_CPUS env var)",
+    )
+
+    @default("cpus")
+    def _cpus_default(self):
+        return _env_number("CPUS", "1")
+
+    memory = Unicode(
+        config=True,
+        help="Memory per kernel in Slurm's units, such as 4G or 512M; empty means the"
+        " partition's default. (SLURMGATE_MEMORY env var)",
+    )
+
+    @default("memory")
+    def _memory_default(self):
+        return _env("MEMORY")
+
+    walltime = Unicode(
+        config=True,
+        help="Time limit per kernel in Slurm's formats, such as 60, 1:30:00 or"
+        " 1-00:00:00; empty means the partition's default. (SLURMGATE_WALLTIME env var)",
+    )
+
+    @default("walltime")
+    def _walltime_default(self):
+        return _env("WALLTIME")
+
+    account = Unicode(
+        allow_none=True, config=True,
+        help="Slurm account to charge. (SLURMGATE_ACCOUNT env var)",
+    )
+
+    @default("account")
+    def _account_default(self):
+        return _env("ACCOUNT") or None
+
+    qos = Unicode(
+        allow_none=True, config=True,
+        help="Slurm quality of service (QoS). (SLURMGATE_QOS env var)",
+    )
+
+    @default("qos")
+    def _qos_default(self):
+        return _env("QOS") or None
+
+    reservation = Unicode(
+        allow_none=True, config=True,
+        help="Slurm reservation to run in. (SLURMGATE_RESERVATION env var)",
+    )
+
+    @default("reservation")
+    def _reservation_default(self):
+        return _env("RESERVATION") or None
+
+    constraint = Unicode(
+        allow_none=True, config=True,
+        help="Node features the job needs, as for sbatch --constraint. (SLURMGATE_CONSTRAINT env var)",
+    )
+
+    @default("constraint")
+    def _constraint_default(self):
+        return _env("CONSTRAINT") or None
+
+    extra_directives = List(
+        Unicode(),
+        config=True,
+        help="More sbatch options, one per entry, written as #SBATCH lines, such as"
+        " --exclusive. (SLURMGATE_EXTRA_DIRECTIVES env var, comma-separated)",
+    )
+
+    @default("extra_directives")
+    def _extra_directives_default(self):
+        return _env_list("EXTRA_DIRECTIVES", [])
+
+    script_prologue = List(
+        Unicode(),
+        config=True,
+        help="Shell lines the job script runs before the kernel starts, such as"
+        " 'module load cuda'. They are not quoted. (SLURMGATE_SCRIPT_PROLOGUE env var,"
+        " lines separated by ';;')",
+    )
+
+    @default("script_prologue")
+    def _script_prologue_default(self):
+        value = os.environ.get(ENV_PREFIX + "SCRIPT_PROLOGUE", "")
+        return [line.strip() for line in value.split(";;") if line.strip()]
+
+    job_output = Unicode(
+        config=True,
+        help="Path of the job's output file, with sbatch's % patterns, such as"
+        " /scratch/%u/jupyter-%j.log; relative paths start in the working directory;"
+        " empty means Slurm's default slurm-%j.out. (SLURMGATE_JOB_OUTPUT env var)",
+    )
+
+    @default("job_output")
+    def _job_output_default(self):
+        return _env("JOB_OUTPUT")
+
+    working_dir = Unicode(
+        config=True,
+        help="Directory the kernel starts in when the client names none (KERNEL_WORKING_DIR)"
+        " and the server passes none; empty means the gateway's own working directory."
+        " (SLURMGATE_WORKING_DIR env var)",
+    )
+
+    @default("working_dir")
+    def _working_dir_default(self):
+        return _env("WORKING_DIR")
+
+    job_name_prefix = Unicode(
+        config=True,
+        help="Prefix of the Slurm job name; the kernel id follows it, so that each"
+        " kernel's job can be found with squeue --name. (SLURMGATE_JOB_NAME_PREFIX env var)",
+    )
+
+    @default("job_name_prefix")
+    def _job_name_prefix_default(self):
+        return _env("JOB_NAME_PREFIX", "jupyter-kernel-")
+
+    kernel_ip = Unicode(
+        config=True,
+        help="Address the kernel binds its ports to on the node: 'node' for the node's"
+        " own address, 'loopback' for 127.0.0.1 (SSH tunnels), or an IP address."
+        " Never 0.0.0.0. (SLURMGATE_KERNEL_IP env var)",
+    )
+
+    @default("kernel_ip")
+    def _kernel_ip_default(self):
+        return _env("KERNEL_IP", "node")
+
+    @validate("kernel_ip")
+    def _validate_kernel_ip(self, proposal):
+        value = proposal["value"]
+        if value in ("0.0.0.0", "::", "*"):
+            raise TraitError(
+                f"kernel_ip {value!r} would expose the kernel on every interface;"
+                " use 'node', 'loopback' or one address of the node"
+            )
+        return value
+
+    env_passthrough = List(
+        Unicode(),
+        config=True,
+        help="Names of the gateway's environment variables that the kernel's job receives;"
+        " the launch's own variables and the start request's KERNEL_* variables are always"
+        f" added. Default: {','.join(DEFAULT_ENV_PASSTHROUGH)}."
+        " (SLURMGATE_ENV_PASSTHROUGH env var, comma-separated)",
+    )
+
+    @default("env_passthrough")
+    def _env_passthrough_default(self):
+        return _env_list("ENV_PASSTHROUGH", DEFAULT_ENV_PASSTHROUGH)
+
+    launch_timeout = Float(
+        config=True,
+        help="Seconds a launch may take, queue wait included, before the job is cancelled;"
+        " a start request's KERNEL_LAUNCH_TIMEOUT replaces it. (SLURMGATE_LAUNCH_TIMEOUT env var)",
+    )
+
+    @default("launch_timeout")
+    def _launch_timeout_default(self):
+        return _env_number("LAUNCH_TIMEOUT", "120", float)
+
+    poll_interval = Float(
+        config=True,
+        help="Seconds between squeue calls while every kernel's job is steady; one call"
+        " serves all kernels of the gateway. (SLURMGATE_POLL_INTERVAL env var)",
+    )
+
+    @default("poll_interval")
+    def _poll_interval_default(self):
+        return _env_number("POLL_INTERVAL", "5", float)
+
+    fast_poll_interval = Float(
+        config=True,
+        help="Seconds between squeue calls while any kernel's job is starting or ending."
+        " (SLURMGATE_FAST_POLL_INTERVAL env var)",
+    )
+
+    @default("fast_poll_interval")
+    def _fast_poll_interval_default(self):
+        return _env_number("FAST_POLL_INTERVAL", "0.5", float)
+
+    @validate("gpus")
+    def _validate_gpus(self, proposal):
+        return _at_least("gpus", proposal["value"], 0)
+
+    @validate("cpus")
+    def _validate_cpus(self, proposal):
+        return _at_least("cpus", proposal["value"], 1)
+
+    @validate("launch_timeout", "poll_interval", "fast_poll_interval")
+    def _validate_positive_seconds(self, proposal):
+        if proposal["value"] <= 0:
+            raise TraitError(f"{proposal['trait'].name} must be more than 0 seconds; got {proposal['value']!r}")
+        return proposal["value"]
+
+    @validate("memory")
+    def _validate_memory(self, proposal):
+        value = proposal["value"]
+        if value:
+            _as_trait_error(parse_memory_field, value)
+        return value
+
+    @validate("walltime")
+    def _validate_walltime(self, proposal):
+        value = proposal["value"]
+        if value:
+            _as_trait_error(parse_walltime_field, value)
+        return value
+
+
+def _at_least(name: str, value: int, minimum: int) -> int:
+    if value < minimum:
+        raise TraitError(f"{name} must be at least {minimum}; got {value!r}")
+    return value
+
+
+def _as_trait_error(parse, value: str) -> None:
+    try:
+        parse(value)
+    except RequestError as error:
+        raise TraitError(str(error)) from error

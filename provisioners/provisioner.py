@@ -1,0 +1,236 @@
+"""A jupyter_client kernel provisioner that runs each kernel as a Slurm batch job.
+
+Select it in a kernelspec with ``metadata.kernel_provisioner.provisioner_name``
+set to ``slurm-provisioner``; its ``config`` sets the traits of
+:class:`~slurmgate.provisioners.config.SlurmKernelConfig`. Works wherever
+jupyter_client 8 runs kernels: Jupyter Server 2 (and JupyterLab 4), Kernel
+Gateway 3, nbclient.
+
+KernelManager calls the hooks in this order: :meth:`pre_launch` (build and
+check the job request), :meth:`launch_kernel` (submit, wait in the queue,
+receive the authenticated reply), then :meth:`poll` while the kernel lives,
+:meth:`send_signal`, :meth:`kill` or :meth:`terminate` when asked, and
+:meth:`cleanup` last. The kernelspec should set ``interrupt_mode`` to
+``message`` so that interrupts travel on the signed control channel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import signal
+from typing import Any
+
+from jupyter_client.provisioning.provisioner_base import KernelProvisionerBase
+from tornado import web
+
+from slurmgate.slurm.client import SlurmClient
+from slurmgate.slurm.poller import JobPoller
+from slurmgate.slurm.request import JobRequest, RequestError, request_from_settings
+
+from .config import SlurmKernelConfig
+from .lifecycle import KernelJob, LaunchError, LaunchTimeout
+
+# The jupyter_client API fixes these names; the rest is configuration.
+_KERNEL_ENV_PREFIX = "KERNEL_"
+# Fields of the kernelspec's argv that are filled in; others stay as written.
+_ARGV_FIELD = re.compile(r"\{([A-Za-z0-9_]+)\}")
+
+
+class SlurmProvisioner(KernelProvisionerBase, SlurmKernelConfig):  # type: ignore[misc]
+    """Runs a kernel as a Slurm batch job and connects to it where the job runs."""
+
+    def __init__(self, **kwargs: Any):
+        unknown = set(kwargs) - {"kernel_id", "kernel_spec", "parent", "config", "log"} - set(self.class_trait_names())
+        if unknown:
+            raise ValueError(
+                f"unknown setting(s) {', '.join(sorted(unknown))} in the kernelspec's"
+                " metadata.kernel_provisioner.config; valid settings are"
+                f" {', '.join(sorted(SlurmKernelConfig.class_own_traits(config=True)))}"
+            )
+        super().__init__(**kwargs)
+        self.kernel_job: KernelJob | None = None
+        self.job_id: str | None = None
+        self.end_reason: str | None = None
+        self._launch_env: dict[str, str] = {}
+
+    @property
+    def has_process(self) -> bool:
+        """Whether a job exists for this kernel (pending or running)."""
+        return self.kernel_job is not None and self.kernel_job.job_id is not None
+
+    def _client(self) -> SlurmClient:
+        return SlurmClient()
+
+    def _poller(self) -> JobPoller:
+        return JobPoller.shared(self._client(), interval=self.poll_interval, fast_interval=self.fast_poll_interval)
+
+    def build_request(self, env: dict[str, str], cwd: str | None) -> JobRequest:
+        """Build and validate the job request from the configuration; raise ValueError on bad input."""
+        settings = {
+            "partition": self.partition,
+            "gpus": self.gpus,
+            "gpu_type": self.gpu_type,
+            "cpus": self.cpus,
+            "memory": self.memory,
+            "walltime": self.walltime,
+            "account": self.account,
+            "qos": self.qos,
+            "reservation": self.reservation,
+            "constraint": self.constraint,
+            "output": self.job_output,
+            "working_dir": env.get("KERNEL_WORKING_DIR") or cwd or self.working_dir,
+            "extra_directives": self.extra_directives,
+        }
+        try:
+            return request_from_settings(self.job_name_prefix + self.kernel_id, settings)
+        except RequestError as error:
+            message = f"kernel {self.kernel_id} ({self.kernel_spec.display_name}): {error}"
+            raise web.HTTPError(400, message, reason="Invalid Slurm kernel request") from error
+
+    async def pre_launch(self, **kwargs: Any) -> dict[str, Any]:
+        """Check the request and format the command; called by KernelManager.pre_start_kernel."""
+        kwargs = await super().pre_launch(**kwargs)
+        env = kwargs["env"]
+        self._request = self.build_request(env, kwargs.get("cwd"))
+        self._launch_env = env
+        substitutions = {"kernel_id": self.kernel_id, "resource_dir": self.kernel_spec.resource_dir}
+        kwargs["cmd"] = [
+            _ARGV_FIELD.sub(lambda match: substitutions.get(match[1], match[0]), argument)
+            for argument in self.kernel_spec.argv
+        ]
+        return kwargs
+
+    def _launch_timeout(self, env: dict[str, str]) -> float:
+        value = env.get("KERNEL_LAUNCH_TIMEOUT")
+        if not value:
+            return self.launch_timeout
+        try:
+            timeout = float(value)
+        except ValueError:
+            timeout = -1.0
+        if not timeout > 0:
+            message = f"kernel {self.kernel_id}: invalid KERNEL_LAUNCH_TIMEOUT {value!r}; expected seconds, such as 120"
+            raise web.HTTPError(400, message, reason="Invalid Slurm kernel request")
+        return timeout
+
+    def _job_environment(self, env: dict[str, str]) -> dict[str, str]:
+        passthrough = {name: env[name] for name in self.env_passthrough if name in env}
+        passthrough.update({name: value for name, value in env.items() if name.startswith(_KERNEL_ENV_PREFIX)})
+        return passthrough
+
+    async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> dict[str, Any]:
+        """Submit the job, wait for the kernel's reply and return its connection info.
+
+        If the launch fails, times out or is cancelled, the job is cancelled
+        before the error propagates, so no job outlives a failed start.
+        """
+        env = self._launch_env
+        timeout = self._launch_timeout(env)
+        key = self.parent.session.key
+        job = KernelJob(
+            self.kernel_id,
+            self._request,
+            cmd,
+            self._client(),
+            self._poller(),
+            connection_key=key.decode(),
+            kernel_ip=self.kernel_ip,
+            passthrough=self._job_environment(env),
+            prologue=self.script_prologue,
+            user=env.get("KERNEL_USERNAME"),
+            logger=self.log,
+        )
+        self.kernel_job = job
+        try:
+            self.job_id = await asyncio.to_thread(job.submit)
+            info = await job.wait_for_connection(timeout)
+        except BaseException as error:
+            await asyncio.to_thread(job.cancel)
+            job.release()
+            self.kernel_job = None
+            if isinstance(error, LaunchError):
+                raise _http_error(error) from error
+            raise
+        self.connection_info = {
+            "ip": info["ip"],
+            "transport": info.get("transport", "tcp"),
+            "signature_scheme": info.get("signature_scheme", "hmac-sha256"),
+            "key": key,
+            **{name: info[name] for name in ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")},
+        }
+        return self.connection_info
+
+    async def poll(self) -> int | None:
+        """Return None while the job is pending or running, else its exit status."""
+        if self.kernel_job is None:
+            return 0
+        status = await asyncio.to_thread(self.kernel_job.exit_status)
+        if status is not None and self.end_reason is None:
+            self.end_reason = self.kernel_job.describe_end()
+        return status
+
+    async def wait(self) -> int | None:
+        """Wait until the job has ended and return its exit status."""
+        while True:
+            status = await self.poll()
+            if status is not None:
+                return status
+            await asyncio.sleep(0.2)
+
+    async def send_signal(self, signum: int) -> None:
+        """Send a signal to the kernel process through scancel."""
+        if self.kernel_job is not None:
+            await asyncio.to_thread(self.kernel_job.send_signal, signal.Signals(signum).name.removeprefix("SIG"))
+
+    async def kill(self, restart: bool = False) -> None:
+        """Cancel the job."""
+        if self.kernel_job is not None:
+            await asyncio.to_thread(self.kernel_job.cancel)
+
+    async def terminate(self, restart: bool = False) -> None:
+        """Cancel the job; Slurm sends SIGTERM, then SIGKILL after the site's KillWait."""
+        await self.kill(restart=restart)
+
+    async def cleanup(self, restart: bool = False) -> None:
+        """Cancel the job if it still runs, stop tracking it and drop it.
+
+        Afterwards :attr:`has_process` is false; :attr:`job_id` and
+        :attr:`end_reason` keep the last job's id and how it ended.
+        """
+        job = self.kernel_job
+        if job is None:
+            return
+        if job.job_id is not None and await self.poll() is None:
+            await asyncio.to_thread(job.cancel)
+            self.end_reason = self.end_reason or f"Slurm job {job.job_id} was cancelled when the kernel was cleaned up"
+        job.release()
+        self.kernel_job = None
+
+    async def shutdown_requested(self, restart: bool = False) -> None:
+        """Poll fast while the kernel exits, so that its job's end is seen at once."""
+        job = self.kernel_job
+        if job is not None and job.job_id is not None:
+            job.poller.set_urgent(job.job_id, True)
+
+    async def get_provisioner_info(self) -> dict[str, Any]:
+        """Add the job id to what KernelManager saves for this kernel."""
+        info = await super().get_provisioner_info()
+        if self.kernel_job is not None:
+            info["slurm"] = self.kernel_job.state_for_persistence()
+        return info
+
+    def get_shutdown_wait_time(self, recommended: float = 5.0) -> float:
+        """Allow for the poll interval: the job's end shows up one squeue call late."""
+        return max(recommended, 2 * self.fast_poll_interval + 1.0)
+
+
+def _http_error(error: LaunchError) -> web.HTTPError:
+    """Wrap a launch failure so that Jupyter Server and Kernel Gateway show its message.
+
+    Both answer "Unhandled error" or "Unknown server error" for any other
+    exception type. The message goes out unformatted, as the handlers do.
+    """
+    if isinstance(error, LaunchTimeout):
+        return web.HTTPError(503, str(error), reason="Slurm kernel launch timed out")
+    return web.HTTPError(500, str(error), reason="Slurm kernel launch failed")
