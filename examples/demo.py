@@ -1,0 +1,125 @@
+"""Run examples/digits.ipynb on a Slurm GPU kernel through Jupyter Kernel Gateway 3.
+
+Expects the dev cluster to be up (``slurmgate devcluster up``). Installs the
+``slurm-cpu`` and ``slurm-gpu`` kernelspecs into a temporary directory,
+starts Kernel Gateway on a free loopback port, runs each code cell of the
+notebook through the gateway's REST and WebSocket API, shows where the kernel
+ran, shuts it down, checks that its job left the queue, and stops the
+gateway. Exits 0 on success; on failure it names the step that failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+
+from gateway_client import Gateway
+from gateways import GatewayProcess, start_kernel_gateway
+
+HERE = Path(__file__).resolve().parent
+PROBE = (
+    "import os, socket\n"
+    "print(os.environ.get('SLURM_JOB_ID'), socket.gethostname(),"
+    " os.environ.get('CUDA_VISIBLE_DEVICES', '(unset)'), os.environ.get('SLURM_JOB_PARTITION'))"
+)
+
+
+class StepFailed(RuntimeError):
+    """A demo step failed; the message names the step."""
+
+
+def install_kernelspecs(prefix: Path) -> Path:
+    """Install the cpu and gpu kernelspecs under ``prefix``; return the Jupyter data path."""
+    specs = [
+        ["--name", "slurm-cpu", "--display-name", "Python 3 (Slurm CPU)", "--partition", "cpu"],
+        ["--name", "slurm-gpu", "--display-name", "Python 3 (Slurm GPU)", "--partition", "gpu", "--gpus", "1", "--walltime", "30"],
+    ]
+    for spec in specs:
+        subprocess.run(
+            [sys.executable, "-m", "slurmgate.provisioners.kernelspec", "install", *spec, "--prefix", str(prefix)],
+            check=True,
+        )
+    return prefix / "share" / "jupyter"
+
+
+def queued_jobs(job_id: str) -> str:
+    """Return what squeue says of the job while it is pending or running."""
+    argv = ["squeue", "--noheader", f"--jobs={job_id}", "--format=%i %T %P %b"]
+    return subprocess.run(argv, capture_output=True, text=True).stdout.strip()
+
+
+def run_notebook(gateway: Gateway, notebook: Path, kernel_name: str) -> None:
+    """Start a kernel, run the notebook's code cells and the probe, then shut the kernel down."""
+    print(f"\n== starting a {kernel_name} kernel (it waits in the Slurm queue if the GPUs are busy)")
+    model = gateway.start_kernel(kernel_name, timeout=600)
+    kernel_id = model["id"]
+    print(f"kernel {kernel_id} started")
+    channels = gateway.connect(kernel_id)
+    job_id = ""
+    try:
+        cells = [cell for cell in nbformat.read(notebook, as_version=4).cells if cell.cell_type == "code"]
+        for number, cell in enumerate(cells, start=1):
+            print(f"\n-- cell {number} of {len(cells)}")
+            print(cell.source)
+            result = channels.execute(cell.source, timeout=300)
+            print(f"-> {result.text().rstrip()}")
+            if result.status != "ok":
+                raise StepFailed(f"notebook cell {number} failed: {result.error}")
+        probe = channels.execute(PROBE).stdout.split()
+        job_id, node, cuda, partition = probe
+        print(f"\n== the kernel ran in Slurm job {job_id} on node {node}, partition {partition}, CUDA_VISIBLE_DEVICES={cuda}")
+        print(f"squeue: {queued_jobs(job_id)}")
+    finally:
+        channels.close()
+        print(f"\n== shutting kernel {kernel_id} down")
+        gateway.shutdown(kernel_id)
+    deadline = time.monotonic() + 10
+    while job_id and queued_jobs(job_id) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if job_id and queued_jobs(job_id):
+        raise StepFailed(f"Slurm job {job_id} is still in squeue 10 s after the kernel shut down")
+    print(f"Slurm job {job_id} has left the queue")
+
+
+def main() -> int:
+    """Run the demo and return its exit code."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--notebook", type=Path, default=HERE / "digits.ipynb")
+    parser.add_argument("--kernel", default="slurm-gpu")
+    args = parser.parse_args()
+
+    step = "check the dev cluster"
+    workdir = Path(tempfile.mkdtemp(prefix="slurmgate-demo-"))
+    gateway: GatewayProcess | None = None
+    try:
+        if subprocess.run(["scontrol", "ping"], capture_output=True).returncode != 0:
+            raise StepFailed("slurmctld does not answer 'scontrol ping'; run 'slurmgate devcluster up' as root")
+        step = "install the kernelspecs"
+        jupyter_path = install_kernelspecs(workdir / "prefix")
+        step = "start Kernel Gateway"
+        gateway = start_kernel_gateway(jupyter_path, workdir / "gateway.log")
+        print(f"Kernel Gateway listens on {gateway.gateway.url}; kernelspecs: {', '.join(sorted(gateway.gateway.kernelspecs()))}")
+        step = "run the notebook"
+        run_notebook(gateway.gateway, args.notebook, args.kernel)
+    except (StepFailed, subprocess.CalledProcessError, OSError, RuntimeError, ValueError) as error:
+        print(f"\ndemo failed at step '{step}': {error}", file=sys.stderr)
+        if gateway is not None:
+            print(f"gateway log:\n{gateway.log()[-4000:]}", file=sys.stderr)
+        return 1
+    finally:
+        if gateway is not None:
+            gateway.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    print("\ndemo finished: the notebook ran on a Slurm job through Kernel Gateway")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""Start and stop Jupyter gateway processes on loopback, for the demo and the tests."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from gateway_client import Gateway, GatewayError
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "gateway_config"
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class GatewayProcess:
+    """A gateway started as a child process; stop it with :meth:`stop`."""
+
+    def __init__(self, process: subprocess.Popen, gateway: Gateway, log_path: Path):
+        self.process = process
+        self.gateway = gateway
+        self.log_path = log_path
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        """Wait until the gateway lists kernelspecs; raise with its log if it exits first."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the gateway exited with code {self.process.returncode}; its log:\n{self.log()}")
+            try:
+                self.gateway.kernelspecs()
+                return
+            except (OSError, GatewayError):
+                time.sleep(0.2)
+        raise TimeoutError(f"the gateway did not answer within {timeout:g} s; its log:\n{self.log()}")
+
+    def log(self) -> str:
+        """Return the gateway's log so far."""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self, timeout: float = 20) -> None:
+        """Stop the gateway with SIGTERM (SIGKILL after ``timeout`` seconds); it shuts its kernels down."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_kernel_gateway(
+    jupyter_path: Path, log_path: Path, extra_args: list[str] | None = None, env: dict[str, str] | None = None
+) -> GatewayProcess:
+    """Start Kernel Gateway 3 on a free loopback port with kernelspecs from ``jupyter_path``."""
+    port = free_port()
+    token = secrets.token_hex(16)
+    process_env = dict(os.environ, JUPYTER_PATH=str(jupyter_path), KG_AUTH_TOKEN=token, **(env or {}))
+    argv = [
+        sys.executable, "-m", "kernel_gateway",
+        f"--config={CONFIG_DIR / 'jupyter_kernel_gateway_config.py'}",
+        "--KernelGatewayApp.ip=127.0.0.1",
+        f"--KernelGatewayApp.port={port}",
+        *(extra_args or []),
+    ]
+    log_file = open(log_path, "w")
+    process = subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT, env=process_env, start_new_session=True)
+    log_file.close()
+    gateway = GatewayProcess(process, Gateway(f"http://127.0.0.1:{port}", token=token), log_path)
+    gateway.wait_ready()
+    return gateway
