@@ -1,0 +1,40 @@
+# Set-up, demo and tests. Run as root on Debian 12: the dev cluster needs it.
+PYTHON ?= python3
+VENV ?= .venv
+VENV_PYTHON := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: demo test lint unit cluster cluster-down venv clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3 python3-venv python3-dev; }
+	@$(PYTHON) -c "import ensurepip, venv" 2>/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv; }
+	$(PYTHON) -m venv $(VENV)
+	$(VENV_PYTHON) -m pip install --quiet --upgrade pip
+	$(VENV_PYTHON) -m pip install --quiet -e '.[test,demo]'
+	touch $@
+
+# Installs Slurm from Debian when missing and starts a one-host cluster.
+cluster: venv
+	$(VENV)/bin/slurmgate devcluster up
+
+cluster-down: venv
+	$(VENV)/bin/slurmgate devcluster down
+
+demo: cluster
+	$(VENV_PYTHON) examples/demo.py
+
+lint: venv
+	$(VENV_PYTHON) -m flake8 slurm provisioners examples tests gateway_config
+
+# Tests that need neither the cluster nor a gateway.
+unit: venv
+	$(VENV_PYTHON) -m pytest -m "not cluster" $(PYTEST_ARGS)
+
+test: cluster lint
+	$(VENV_PYTHON) -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

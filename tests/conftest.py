@@ -1,0 +1,73 @@
+"""Fixtures shared by the offline tests and the tests against the dev cluster and gateways."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "examples"))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from support import TEST_JOB_PREFIX, squeue_ids, wait_until  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    """Fail unless the dev cluster (or another Slurm cluster) answers."""
+    if shutil.which("scontrol") is None:
+        pytest.fail("Slurm is not installed; run 'make cluster' (or 'slurmgate devcluster up' as root)")
+    ping = subprocess.run(["scontrol", "ping"], capture_output=True, text=True)
+    if ping.returncode != 0 or "UP" not in ping.stdout:
+        pytest.fail(f"slurmctld does not answer: {ping.stdout.strip()} {ping.stderr.strip()}; run 'slurmgate devcluster up' as root")
+    yield
+    leftovers = squeue_ids("--name=" + ",".join(f"{TEST_JOB_PREFIX}{n}" for n in ("blocker", "job", "sleeper")))
+    if leftovers:
+        subprocess.run(["scancel", *leftovers], check=False)
+
+
+@pytest.fixture
+def submit_job(slurm_cluster):
+    """Submit a plain batch job (``sbatch --wrap``) that the test's teardown cancels."""
+    submitted: list[str] = []
+
+    def submit(command: str = "sleep 300", name: str = "job", *options: str) -> str:
+        result = subprocess.run(
+            ["sbatch", "--parsable", f"--job-name={TEST_JOB_PREFIX}{name}", "--output=/dev/null", *options, f"--wrap={command}"],
+            capture_output=True, text=True, check=True,
+        )
+        submitted.append(result.stdout.strip())
+        return submitted[-1]
+
+    yield submit
+    if submitted:
+        subprocess.run(["scancel", *submitted], check=False)
+        wait_until(lambda: not squeue_ids(f"--jobs={','.join(submitted)}"), 15)
+
+
+@pytest.fixture
+def block_gpus(submit_job):
+    """Occupy both fake GPUs with sleeping jobs; return their ids once running."""
+
+    def block(count: int = 2) -> list[str]:
+        ids = [submit_job("sleep 600", "blocker", "--partition=gpu", "--gres=gpu:1") for _ in range(count)]
+        running = wait_until(lambda: len(squeue_ids("--states=RUNNING", f"--jobs={','.join(ids)}")) == count, 15)
+        assert running, f"GPU blocker jobs {ids} did not start"
+        return ids
+
+    return block
+
+
+@pytest.fixture(scope="session")
+def kernelspec_prefix(tmp_path_factory) -> Path:
+    """A Jupyter data directory with the slurm-cpu and slurm-gpu kernelspecs."""
+    prefix = tmp_path_factory.mktemp("prefix")
+    from slurmgate.provisioners.kernelspec import main
+
+    assert main(["install", "--name", "slurm-cpu", "--partition", "cpu", "--prefix", str(prefix)]) == 0
+    assert main(["install", "--name", "slurm-gpu", "--partition", "gpu", "--gpus", "1", "--prefix", str(prefix)]) == 0
+    return prefix / "share" / "jupyter"

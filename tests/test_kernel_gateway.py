@@ -1,0 +1,67 @@
+"""Kernel Gateway 3 started as a real process, used through its REST and WebSocket API."""
+
+import pytest
+
+from gateway_client import GatewayError
+from gateways import start_kernel_gateway
+from support import squeue_ids, wait_until
+
+pytestmark = [pytest.mark.cluster, pytest.mark.gateway]
+
+
+@pytest.fixture(scope="module")
+def kernel_gateway(slurm_cluster, kernelspec_prefix, tmp_path_factory):
+    process = start_kernel_gateway(kernelspec_prefix, tmp_path_factory.mktemp("kg") / "gateway.log")
+    yield process
+    process.stop()
+
+
+def test_lists_slurm_kernelspecs(kernel_gateway):
+    specs = kernel_gateway.gateway.kernelspecs()
+    assert {"slurm-cpu", "slurm-gpu"} <= set(specs)
+    provisioner = specs["slurm-gpu"]["spec"]["metadata"]["kernel_provisioner"]
+    assert provisioner["provisioner_name"] == "slurm-provisioner"
+
+
+def test_kernel_lifecycle_through_gateway(kernel_gateway):
+    gateway = kernel_gateway.gateway
+    kernel_id = gateway.start_kernel("slurm-gpu", timeout=120)["id"]
+    channels = gateway.connect(kernel_id)
+    try:
+        result = channels.execute("import os; print(os.environ['SLURM_JOB_ID'], os.environ['SLURM_JOB_PARTITION'])")
+        job_id, partition = result.stdout.split()
+        assert partition == "gpu"
+        assert squeue_ids(f"--jobs={job_id}", f"--name=jupyter-kernel-{kernel_id}") == [job_id]
+
+        msg_id = channels.send("execute_request", {"code": "import time\nwhile True: time.sleep(0.01)", "silent": False})
+        wait_until(lambda: False, 1.0)
+        gateway.interrupt(kernel_id)
+        # Read the interrupted cell's messages up to its reply, as a notebook client does.
+        error = reply = None
+        while reply is None:
+            message = channels.receive(timeout=20)
+            if message["parent_header"].get("msg_id") != msg_id:
+                continue
+            if message["header"]["msg_type"] == "error":
+                error = message["content"]["ename"]
+            elif message["header"]["msg_type"] == "execute_reply":
+                reply = message["content"]["status"]
+        assert error == "KeyboardInterrupt"
+        assert reply == "error"
+        assert channels.execute("print('after interrupt')").stdout == "after interrupt\n"
+    finally:
+        channels.close()
+        gateway.shutdown(kernel_id)
+    assert wait_until(lambda: not squeue_ids(f"--jobs={job_id}"), 2)
+
+
+def test_launch_timeout_error_reaches_client(kernel_gateway, block_gpus):
+    block_gpus()
+    gateway = kernel_gateway.gateway
+    before = set(squeue_ids("--partition=gpu"))
+    with pytest.raises(GatewayError) as caught:
+        gateway.start_kernel("slurm-gpu", env={"KERNEL_LAUNCH_TIMEOUT": "3"}, timeout=60)
+    assert caught.value.status == 503
+    assert "was still queued in partition gpu" in caught.value.message
+    assert "pending reason: Resources" in caught.value.message
+    assert wait_until(lambda: set(squeue_ids("--partition=gpu")) == before, 5)

@@ -1,0 +1,45 @@
+import json
+
+import pytest
+
+from slurmgate.provisioners.kernelspec import main
+
+
+def test_install_writes_provisioner_config(tmp_path):
+    code = main(["install", "--name", "Slurm-GPU", "--display-name", "Python 3 (GPU)", "--partition", "gpu",
+                 "--gpus", "1", "--memory", "8G", "--walltime", "2:00:00", "--extra-directive=--exclusive",
+                 "--prologue", "module load cuda", "--python", "/opt/venv/bin/python", "--prefix", str(tmp_path)])
+    assert code == 0
+    spec = json.loads((tmp_path / "share/jupyter/kernels/slurm-gpu/kernel.json").read_text())
+    assert spec["argv"] == ["/opt/venv/bin/python", "-m", "slurmgate.provisioners.launcher"]
+    assert spec["display_name"] == "Python 3 (GPU)"
+    assert spec["interrupt_mode"] == "message"
+    provisioner = spec["metadata"]["kernel_provisioner"]
+    assert provisioner["provisioner_name"] == "slurm-provisioner"
+    assert provisioner["config"] == {
+        "partition": "gpu", "gpus": 1, "memory": "8G", "walltime": "2:00:00",
+        "extra_directives": ["--exclusive"], "script_prologue": ["module load cuda"],
+    }
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--memory", "16 GB"], "invalid memory size '16 GB'"),
+        (["--walltime", "90 minutes"], "invalid time '90 minutes'"),
+        (["--partition", "gpu large"], "invalid partition 'gpu large'"),
+        (["--gpus", "-2"], "invalid gpus -2"),
+        (["--launch-timeout", "0"], "more than 0 seconds"),
+        (["--extra-directive", "exclusive"], "starting with '-'"),
+    ],
+)
+def test_install_rejects_bad_settings(tmp_path, capsys, options, message):
+    code = main(["install", "--name", "bad", "--prefix", str(tmp_path), *options])
+    assert code == 1
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "share/jupyter/kernels/bad").exists()
+
+
+def test_install_rejects_bad_name(tmp_path, capsys):
+    assert main(["install", "--name", "../evil", "--prefix", str(tmp_path)]) == 1
+    assert "invalid kernel name '../evil'" in capsys.readouterr().err
