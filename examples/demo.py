@@ -35,7 +35,7 @@ class StepFailed(RuntimeError):
     """A demo step failed; the message names the step."""
 
 
-def install_kernelspecs(prefix: Path) -> Path:
+def install_kernelspecs(prefix: Path, job_output: str) -> Path:
     """Install the cpu and gpu kernelspecs under ``prefix``; return the Jupyter data path."""
     specs = [
         ["--name", "slurm-cpu", "--display-name", "Python 3 (Slurm CPU)", "--partition", "cpu"],
@@ -43,7 +43,8 @@ def install_kernelspecs(prefix: Path) -> Path:
     ]
     for spec in specs:
         subprocess.run(
-            [sys.executable, "-m", "slurmgate.provisioners.kernelspec", "install", *spec, "--prefix", str(prefix)],
+            [sys.executable, "-m", "slurmgate.provisioners.kernelspec", "install", *spec,
+             "--prefix", str(prefix), "--job-output", job_output],
             check=True,
         )
     return prefix / "share" / "jupyter"
@@ -102,7 +103,7 @@ def main() -> int:
         if subprocess.run(["scontrol", "ping"], capture_output=True).returncode != 0:
             raise StepFailed("slurmctld does not answer 'scontrol ping'; run 'slurmgate devcluster up' as root")
         step = "install the kernelspecs"
-        jupyter_path = install_kernelspecs(workdir / "prefix")
+        jupyter_path = install_kernelspecs(workdir / "prefix", str(workdir / "kernel-%j.log"))
         step = "start Kernel Gateway"
         gateway = start_kernel_gateway(jupyter_path, workdir / "gateway.log")
         print(f"Kernel Gateway listens on {gateway.gateway.url}; kernelspecs: {', '.join(sorted(gateway.gateway.kernelspecs()))}")
@@ -112,6 +113,8 @@ def main() -> int:
         print(f"\ndemo failed at step '{step}': {error}", file=sys.stderr)
         if gateway is not None:
             print(f"gateway log:\n{gateway.log()[-4000:]}", file=sys.stderr)
+        for kernel_log in sorted(workdir.glob("kernel-*.log")):
+            print(f"{kernel_log.name}:\n{kernel_log.read_text(errors='replace')[-2000:]}", file=sys.stderr)
         return 1
     finally:
         if gateway is not None:

@@ -66,8 +66,10 @@ def block_gpus(submit_job):
 def kernelspec_prefix(tmp_path_factory) -> Path:
     """A Jupyter data directory with the slurm-cpu and slurm-gpu kernelspecs."""
     prefix = tmp_path_factory.mktemp("prefix")
+    logs = tmp_path_factory.mktemp("job-output")
     from slurmgate.provisioners.kernelspec import main
 
-    assert main(["install", "--name", "slurm-cpu", "--partition", "cpu", "--prefix", str(prefix)]) == 0
-    assert main(["install", "--name", "slurm-gpu", "--partition", "gpu", "--gpus", "1", "--prefix", str(prefix)]) == 0
+    common = ["--prefix", str(prefix), "--job-output", f"{logs}/kernel-%j.log"]
+    assert main(["install", "--name", "slurm-cpu", "--partition", "cpu", *common]) == 0
+    assert main(["install", "--name", "slurm-gpu", "--partition", "gpu", "--gpus", "1", *common]) == 0
     return prefix / "share" / "jupyter"
