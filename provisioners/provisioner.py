@@ -23,6 +23,7 @@ from typing import Any
 
 from jupyter_client.provisioning.provisioner_base import KernelProvisionerBase
 from tornado import web
+from traitlets import TraitError
 
 from slurmgate.slurm.client import SlurmClient
 from slurmgate.slurm.poller import JobPoller
@@ -41,14 +42,20 @@ class SlurmProvisioner(KernelProvisionerBase, SlurmKernelConfig):  # type: ignor
     """Runs a kernel as a Slurm batch job and connects to it where the job runs."""
 
     def __init__(self, **kwargs: Any):
+        spec = kwargs.get("kernel_spec")
+        where = f"kernelspec {getattr(spec, 'display_name', '?')!r}"
         unknown = set(kwargs) - {"kernel_id", "kernel_spec", "parent", "config", "log"} - set(self.class_trait_names())
         if unknown:
-            raise ValueError(
-                f"unknown setting(s) {', '.join(sorted(unknown))} in the kernelspec's"
+            message = (
+                f"{where}: unknown setting(s) {', '.join(sorted(unknown))} in"
                 " metadata.kernel_provisioner.config; valid settings are"
                 f" {', '.join(sorted(SlurmKernelConfig.class_own_traits(config=True)))}"
             )
-        super().__init__(**kwargs)
+            raise web.HTTPError(400, message, reason="Invalid Slurm kernelspec")
+        try:
+            super().__init__(**kwargs)
+        except TraitError as error:
+            raise web.HTTPError(400, f"{where}: {error}", reason="Invalid Slurm kernelspec") from error
         self.kernel_job: KernelJob | None = None
         self.job_id: str | None = None
         self.end_reason: str | None = None

@@ -199,8 +199,9 @@ async def test_bad_kernelspec_value_submits_nothing(make_manager):
 
 async def test_unknown_kernelspec_setting_rejected(make_manager):
     manager = make_manager("slurm-cpu", {"gpu_count": 1})
-    with pytest.raises(Exception, match="unknown setting.*gpu_count"):
+    with pytest.raises(HTTPError, match="unknown setting.*gpu_count") as caught:
         await manager.start_kernel()
+    assert caught.value.status_code == 400
 
 
 async def test_job_failing_before_reply_reports_end(make_manager):
