@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import os
 
-from traitlets import Float, Integer, List, TraitError, Unicode, default, validate
+from traitlets import Dict, Float, Integer, List, TraitError, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
+from slurmgate.slurm.policy import CLIENT_FIELDS, Limits, Policy
 from slurmgate.slurm.request import RequestError, parse_memory_field, parse_walltime_field
 
 ENV_PREFIX = "SLURMGATE_"
@@ -263,6 +264,147 @@ class SlurmKernelConfig(LoggingConfigurable):
     @default("fast_poll_interval")
     def _fast_poll_interval_default(self):
         return _env_number("FAST_POLL_INTERVAL", "0.5", float)
+
+    signal_lead = Integer(
+        config=True,
+        help="Seconds before the walltime ends at which the kernel warns the user to save"
+        " their work (sbatch --signal=B:USR1@N); 0 turns the warning off. Slurm may send the"
+        " signal up to 60 s early. (SLURMGATE_SIGNAL_LEAD env var)",
+    )
+
+    @default("signal_lead")
+    def _signal_lead_default(self):
+        return _env_number("SIGNAL_LEAD", "300")
+
+    allowed_partitions = List(
+        Unicode(),
+        config=True,
+        help="Partitions kernels may use; empty allows every partition the cluster has."
+        " (SLURMGATE_ALLOWED_PARTITIONS env var, comma-separated)",
+    )
+
+    @default("allowed_partitions")
+    def _allowed_partitions_default(self):
+        return _env_list("ALLOWED_PARTITIONS", [])
+
+    max_gpus = Integer(
+        allow_none=True, config=True,
+        help="Most GPUs one kernel may ask for; empty means no gateway limit. (SLURMGATE_MAX_GPUS env var)",
+    )
+
+    @default("max_gpus")
+    def _max_gpus_default(self):
+        return _env_number("MAX_GPUS", "") if _env("MAX_GPUS") else None
+
+    max_cpus = Integer(
+        allow_none=True, config=True,
+        help="Most CPUs one kernel may ask for; empty means no gateway limit. (SLURMGATE_MAX_CPUS env var)",
+    )
+
+    @default("max_cpus")
+    def _max_cpus_default(self):
+        return _env_number("MAX_CPUS", "") if _env("MAX_CPUS") else None
+
+    max_memory = Unicode(
+        config=True,
+        help="Most memory one kernel may ask for, in Slurm's units such as 64G; empty means"
+        " no gateway limit. (SLURMGATE_MAX_MEMORY env var)",
+    )
+
+    @default("max_memory")
+    def _max_memory_default(self):
+        return _env("MAX_MEMORY")
+
+    max_walltime = Unicode(
+        config=True,
+        help="Longest time limit one kernel may ask for, such as 8:00:00; empty means no"
+        " gateway limit. (SLURMGATE_MAX_WALLTIME env var)",
+    )
+
+    @default("max_walltime")
+    def _max_walltime_default(self):
+        return _env("MAX_WALLTIME")
+
+    partition_limits = Dict(
+        config=True,
+        help="Limits per partition that replace the max_* settings there, such as"
+        " {'gpu': {'max_gpus': 2, 'max_walltime': '4:00:00'}}. Keys: max_gpus, max_cpus,"
+        " max_memory, max_walltime. Set in the gateway's configuration file; no env var.",
+    )
+
+    client_overrides = List(
+        Unicode(),
+        config=True,
+        help="Request fields a client may set per kernel with KERNEL_* variables in the start"
+        f" request, within the limits. Default: all of {', '.join(CLIENT_FIELDS)}."
+        " (SLURMGATE_CLIENT_OVERRIDES env var, comma-separated; empty string allows none)",
+    )
+
+    @default("client_overrides")
+    def _client_overrides_default(self):
+        return _env_list("CLIENT_OVERRIDES", list(CLIENT_FIELDS))
+
+    max_launch_timeout = Float(
+        config=True,
+        help="Longest launch timeout, in seconds, a client may ask for with KERNEL_LAUNCH_TIMEOUT."
+        " (SLURMGATE_MAX_LAUNCH_TIMEOUT env var)",
+    )
+
+    @default("max_launch_timeout")
+    def _max_launch_timeout_default(self):
+        return _env_number("MAX_LAUNCH_TIMEOUT", "3600", float)
+
+    @validate("client_overrides")
+    def _validate_client_overrides(self, proposal):
+        unknown = set(proposal["value"]) - set(CLIENT_FIELDS)
+        if unknown:
+            raise TraitError(
+                f"client_overrides has unknown field(s) {', '.join(sorted(unknown))};"
+                f" valid fields are {', '.join(CLIENT_FIELDS)}"
+            )
+        return proposal["value"]
+
+    @validate("max_memory", "max_walltime")
+    def _validate_maximum_sizes(self, proposal):
+        name, value = proposal["trait"].name, proposal["value"]
+        if value:
+            self._as_limits({name: value})
+        return value
+
+    @validate("partition_limits")
+    def _validate_partition_limits(self, proposal):
+        for partition, settings in proposal["value"].items():
+            if not isinstance(settings, dict):
+                raise TraitError(f"partition_limits[{partition!r}] must be a dict of limits; got {settings!r}")
+            self._as_limits(settings, f"partition {partition!r}")
+        return proposal["value"]
+
+    @validate("signal_lead")
+    def _validate_signal_lead(self, proposal):
+        return _at_least("signal_lead", proposal["value"], 0)
+
+    @staticmethod
+    def _as_limits(settings: dict, where: str = "the gateway") -> Limits:
+        try:
+            return Limits.from_settings(settings, where)
+        except RequestError as error:
+            raise TraitError(str(error)) from error
+
+    def policy(self) -> Policy:
+        """Return the admin policy these settings describe."""
+        defaults = self._as_limits({
+            "max_gpus": self.max_gpus, "max_cpus": self.max_cpus,
+            "max_memory": self.max_memory, "max_walltime": self.max_walltime,
+        })
+        per_partition = {
+            name: self._as_limits(settings, f"partition {name!r}") for name, settings in self.partition_limits.items()
+        }
+        return Policy(
+            allowed_partitions=tuple(self.allowed_partitions),
+            default_limits=defaults,
+            partition_limits=per_partition,
+            client_fields=frozenset(self.client_overrides),
+        )
 
     @validate("gpus")
     def _validate_gpus(self, proposal):

@@ -19,14 +19,16 @@ from __future__ import annotations
 import asyncio
 import re
 import signal
+import time
 from typing import Any
 
 from jupyter_client.provisioning.provisioner_base import KernelProvisionerBase
 from tornado import web
 from traitlets import TraitError
 
-from slurmgate.slurm.client import SlurmClient
+from slurmgate.slurm.client import SlurmClient, SlurmError
 from slurmgate.slurm.poller import JobPoller
+from slurmgate.slurm.policy import apply_client_request
 from slurmgate.slurm.request import JobRequest, RequestError, request_from_settings
 
 from .config import SlurmKernelConfig
@@ -72,8 +74,14 @@ class SlurmProvisioner(KernelProvisionerBase, SlurmKernelConfig):  # type: ignor
     def _poller(self) -> JobPoller:
         return JobPoller.shared(self._client(), interval=self.poll_interval, fast_interval=self.fast_poll_interval)
 
-    def build_request(self, env: dict[str, str], cwd: str | None) -> JobRequest:
-        """Build and validate the job request from the configuration; raise ValueError on bad input."""
+    def build_request(self, env: dict[str, str], cwd: str | None, known_partitions: tuple[str, ...] = ()) -> JobRequest:
+        """Build the job request from the kernelspec, the configuration and the start request.
+
+        The start request's KERNEL_* variables replace the kernelspec's values
+        where the policy allows. Raises HTTP 400 naming the field, the value
+        and the fix when the request is malformed or over a limit; nothing
+        has been submitted then.
+        """
         settings = {
             "partition": self.partition,
             "gpus": self.gpus,
@@ -88,9 +96,14 @@ class SlurmProvisioner(KernelProvisionerBase, SlurmKernelConfig):  # type: ignor
             "output": self.job_output,
             "working_dir": env.get("KERNEL_WORKING_DIR") or cwd or self.working_dir,
             "extra_directives": self.extra_directives,
+            "signal_lead_s": self.signal_lead or None,
         }
         try:
-            return request_from_settings(self.job_name_prefix + self.kernel_id, settings)
+            policy = self.policy()
+            settings = apply_client_request(settings, env, policy, fixed_by=f"kernelspec {self.kernel_spec.display_name!r}")
+            request = request_from_settings(self.job_name_prefix + self.kernel_id, settings)
+            policy.check(request, known_partitions)
+            return request
         except RequestError as error:
             message = f"kernel {self.kernel_id} ({self.kernel_spec.display_name}): {error}"
             raise web.HTTPError(400, message, reason="Invalid Slurm kernel request") from error
@@ -99,7 +112,9 @@ class SlurmProvisioner(KernelProvisionerBase, SlurmKernelConfig):  # type: ignor
         """Check the request and format the command; called by KernelManager.pre_start_kernel."""
         kwargs = await super().pre_launch(**kwargs)
         env = kwargs["env"]
-        self._request = self.build_request(env, kwargs.get("cwd"))
+        known = await asyncio.to_thread(_known_partitions, self._client())
+        self._request = self.build_request(env, kwargs.get("cwd"), known)
+        self._launch_timeout(env)
         self._launch_env = env
         substitutions = {"kernel_id": self.kernel_id, "resource_dir": self.kernel_spec.resource_dir}
         kwargs["cmd"] = [
@@ -118,6 +133,12 @@ class SlurmProvisioner(KernelProvisionerBase, SlurmKernelConfig):  # type: ignor
             timeout = -1.0
         if not timeout > 0:
             message = f"kernel {self.kernel_id}: invalid KERNEL_LAUNCH_TIMEOUT {value!r}; expected seconds, such as 120"
+            raise web.HTTPError(400, message, reason="Invalid Slurm kernel request")
+        if timeout > self.max_launch_timeout:
+            message = (
+                f"kernel {self.kernel_id}: KERNEL_LAUNCH_TIMEOUT {value!r} is over this gateway's limit of"
+                f" {self.max_launch_timeout:g} s; ask for {self.max_launch_timeout:g} or less"
+            )
             raise web.HTTPError(400, message, reason="Invalid Slurm kernel request")
         return timeout
 
@@ -241,3 +262,24 @@ def _http_error(error: LaunchError) -> web.HTTPError:
     if isinstance(error, LaunchTimeout):
         return web.HTTPError(503, str(error), reason="Slurm kernel launch timed out")
     return web.HTTPError(500, str(error), reason="Slurm kernel launch failed")
+
+
+_PARTITIONS_TTL = 60.0
+_partitions_cache: dict[tuple, tuple[float, tuple[str, ...]]] = {}
+
+
+def _known_partitions(client: SlurmClient) -> tuple[str, ...]:
+    """Return the cluster's partitions, cached for a minute; empty when sinfo fails.
+
+    An empty result only skips the early check: sbatch still rejects an
+    unknown partition.
+    """
+    cached = _partitions_cache.get(client.key)
+    if cached and time.monotonic() - cached[0] < _PARTITIONS_TTL:
+        return cached[1]
+    try:
+        partitions = client.partitions()
+    except SlurmError:
+        return ()
+    _partitions_cache[client.key] = (time.monotonic(), partitions)
+    return partitions

@@ -159,6 +159,13 @@ class SlurmClient:
         if result.returncode != 0 and not ended:
             raise SlurmError(str(CommandError(result)))
 
+    def partitions(self) -> tuple[str, ...]:
+        """Return the names of the cluster's partitions, as ``sinfo`` lists them."""
+        result = self._run(["sinfo", "--noheader", "--format=%R"])
+        if result.returncode != 0:
+            raise SlurmError(str(CommandError(result)))
+        return tuple(dict.fromkeys(line.strip() for line in result.stdout.splitlines() if line.strip()))
+
     def pending_estimates(self, job_ids: Iterable[str]) -> dict[str, JobInfo]:
         """Return pending jobs with Slurm's estimated start times (``squeue --start``)."""
         ids = sorted({_checked_job_id(job_id) for job_id in job_ids}, key=_sort_key)
