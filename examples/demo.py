@@ -59,8 +59,14 @@ def queued_jobs(job_id: str) -> str:
 def run_notebook(gateway: Gateway, notebook: Path, kernel_name: str) -> None:
     """Start a kernel, run the notebook's code cells and the probe, then shut the kernel down."""
     print(f"\n== starting a {kernel_name} kernel (it waits in the Slurm queue if the GPUs are busy)")
-    model = gateway.start_kernel(kernel_name, timeout=600)
+    model = gateway.start_kernel(kernel_name, timeout=60)
     kernel_id = model["id"]
+
+    def show(status: dict) -> None:
+        details = ", ".join(f"{key} {value}" for key, value in status.items() if value not in (None, "") and key != "user")
+        print(f"   slurm: {details}")
+
+    gateway.wait_until_started(kernel_id, timeout=600, on_status=show)
     print(f"kernel {kernel_id} started")
     channels = gateway.connect(kernel_id)
     job_id = ""

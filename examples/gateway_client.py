@@ -88,6 +88,29 @@ class Gateway:
         """Return a kernel's model."""
         return self.request("GET", f"/api/kernels/{kernel_id}")
 
+    def wait_until_started(self, kernel_id: str, timeout: float, on_status=None) -> dict[str, Any]:
+        """Poll the kernel's model until its Slurm job reports the kernel; return the model.
+
+        ``on_status`` receives the model's ``slurm`` field whenever it
+        changes, for example to show the pending reason. Raises
+        :class:`GatewayError` when the launch failed.
+        """
+        deadline = time.monotonic() + timeout
+        last = None
+        while True:
+            model = self.kernel(kernel_id)
+            status = model.get("slurm", {})
+            if status != last and on_status is not None:
+                on_status(status)
+            last = status
+            if status.get("kernel_connected"):
+                return model
+            if status.get("end_reason") or model.get("execution_state") == "dead":
+                raise GatewayError(500, status.get("end_reason") or f"kernel {kernel_id} died while starting")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"kernel {kernel_id} did not start within {timeout:g} s; last status {status}")
+            time.sleep(0.5)
+
     def interrupt(self, kernel_id: str) -> None:
         """Interrupt a kernel."""
         self.request("POST", f"/api/kernels/{kernel_id}/interrupt")

@@ -18,3 +18,10 @@ c.JupyterWebsocketPersonality.list_kernels = True
 # every Slurm kernelspec unless the kernelspec sets its own value.
 c.SlurmKernelConfig.launch_timeout = 300.0
 c.SlurmKernelConfig.poll_interval = 5.0
+
+# Kernel models carry a "slurm" field (job id, state, pending reason, queue
+# position, estimated start, time limit). With pending kernels, POST
+# /api/kernels answers at once and the model is readable while the job
+# queues; the kernel's WebSocket waits until the kernel runs.
+c.KernelGatewayApp.kernel_manager_class = "slurmgate.provisioners.kernelgateway.SlurmSeedingKernelManager"
+c.SlurmSeedingKernelManager.use_pending_kernels = True

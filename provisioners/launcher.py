@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -90,6 +91,64 @@ def report_connection(job_id: str, sealed_reply: str, attempts: int = 5) -> None
     raise LaunchError(f"could not store the connection reply in job {job_id}'s comment with scontrol")
 
 
+class WalltimeWarning:
+    """Warns the notebook user before Slurm ends the job at its time limit.
+
+    The job is submitted with ``--signal=B:USR1@N``, so Slurm sends SIGUSR1
+    to this process N seconds (up to 60 s more) before the limit. The
+    warning goes to the output of the cell that is running, or of the next
+    cell the user runs when the kernel is idle, as stderr text.
+    """
+
+    def __init__(self, shell, job_id: str):
+        self.job_id = job_id
+        self.running = False
+        self.pending: str | None = None
+        shell.events.register("pre_run_cell", self._before_cell)
+        shell.events.register("post_run_cell", self._after_cell)
+        signal.signal(signal.SIGUSR1, self._on_signal)
+
+    def message(self) -> str:
+        """Describe when the job ends, asking squeue for the current end time and limit."""
+        result = subprocess.run(
+            ["squeue", "--noheader", f"--jobs={self.job_id}", "--format=%e|%l"],
+            capture_output=True, text=True, timeout=10,
+        )
+        end, _, limit = result.stdout.strip().partition("|")
+        if result.returncode == 0 and "T" in end:
+            return (
+                f"This kernel's Slurm job {self.job_id} ends at {end.split('T')[1][:5]}"
+                f" (time limit {limit}). Save your work."
+            )
+        return f"This kernel's Slurm job {self.job_id} reaches its time limit soon. Save your work."
+
+    def _on_signal(self, signum, frame) -> None:
+        try:
+            text = self.message()
+        except (OSError, subprocess.SubprocessError):
+            text = f"This kernel's Slurm job {self.job_id} reaches its time limit soon. Save your work."
+        # No logging here: once the kernel runs, ipykernel forwards this
+        # process's stderr to the notebook, so a log line would show twice.
+        if self.running:
+            self._show(text)
+        else:
+            self.pending = text
+
+    def _before_cell(self, info=None) -> None:
+        self.running = True
+        if self.pending:
+            self._show(self.pending)
+            self.pending = None
+
+    def _after_cell(self, result=None) -> None:
+        self.running = False
+
+    @staticmethod
+    def _show(text: str) -> None:
+        sys.stderr.write(f"\n*** {text} ***\n")
+        sys.stderr.flush()
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the launcher's argument parser."""
     parser = argparse.ArgumentParser(
@@ -151,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
             "pid": os.getpid(),
         }
         log.info("kernel %s of job %s listens on %s", kernel_id, job_id, ip)
+        WalltimeWarning(app.shell, job_id)
         report_connection(job_id, seal_reply(reply_key, kernel_id, job_id, info))
         app.start()
     except LaunchError as error:

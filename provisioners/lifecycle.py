@@ -19,6 +19,7 @@ from slurmgate.slurm.jobs import JobInfo
 from slurmgate.slurm.poller import JobPoller
 from slurmgate.slurm.request import JobRequest
 from slurmgate.slurm.script import render_job_script
+from slurmgate.slurm.units import format_walltime
 
 from .protocol import (
     CONNECTION_KEY_ENV,
@@ -261,6 +262,39 @@ class KernelJob:
         """Stop tracking the job; call after it has ended or been cancelled."""
         if self.job_id is not None:
             self.poller.untrack(self.job_id)
+
+    def status(self) -> dict[str, Any]:
+        """Describe the job for clients: state, pending reason, queue position, times.
+
+        Times are ISO 8601 in the cluster's local time, as Slurm prints them.
+        While the job pends, ``estimated_start`` is Slurm's estimate, if any.
+        """
+        info = self.current()
+        status: dict[str, Any] = {
+            "job_id": self.job_id,
+            "partition": self.request.partition,
+            "user": self.user,
+            "kernel_connected": self.connection_info is not None,
+        }
+        if info is None:
+            status["state"] = "SUBMITTING" if self.job_id is None else "SUBMITTED"
+            return status
+        status.update(
+            state=info.base_state,
+            reason=info.reason or None,
+            partition=info.partition or self.request.partition,
+            nodes=info.nodes or None,
+            time_limit=format_walltime(info.time_limit_s) if info.time_limit_s else None,
+        )
+        if info.is_pending:
+            status["queue_position"] = self.poller.queue_position(self.job_id)
+            status["estimated_start"] = info.start_time.isoformat() if info.start_time else None
+        else:
+            status["start_time"] = info.start_time.isoformat() if info.start_time else None
+            status["end_time"] = info.end_time.isoformat() if info.end_time else None
+        if info.has_ended and self._final is not None:
+            status["end_reason"] = self._final.describe_end()
+        return status
 
     def state_for_persistence(self) -> dict[str, Any]:
         """Return what a gateway must save to find this kernel's job again."""

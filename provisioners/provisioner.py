@@ -178,6 +178,7 @@ class SlurmProvisioner(KernelProvisionerBase, SlurmKernelConfig):  # type: ignor
             job.release()
             self.kernel_job = None
             if isinstance(error, LaunchError):
+                self.end_reason = str(error)
                 raise _http_error(error) from error
             raise
         self.connection_info = {
@@ -240,6 +241,18 @@ class SlurmProvisioner(KernelProvisionerBase, SlurmKernelConfig):  # type: ignor
         job = self.kernel_job
         if job is not None and job.job_id is not None:
             job.poller.set_urgent(job.job_id, True)
+
+    def slurm_status(self) -> dict[str, Any]:
+        """Describe this kernel's job for the kernel model's ``slurm`` field.
+
+        Reads only cached state, so that serving a kernel model never calls Slurm.
+        """
+        if self.kernel_job is not None:
+            return self.kernel_job.status()
+        status: dict[str, Any] = {"job_id": self.job_id, "state": "ENDED" if self.job_id else "NOT_SUBMITTED"}
+        if self.end_reason:
+            status["end_reason"] = self.end_reason
+        return status
 
     async def get_provisioner_info(self) -> dict[str, Any]:
         """Add the job id to what KernelManager saves for this kernel."""

@@ -14,6 +14,7 @@ from .parsers import (
     parse_sacct,
     parse_sbatch_parsable,
     parse_scontrol_job,
+    parse_pending_queue,
     parse_squeue,
 )
 from .runner import CommandError, CommandResult, CommandRunner, LocalRunner
@@ -158,6 +159,26 @@ class SlurmClient:
         ended = "already completing or completed" in result.stderr or _UNKNOWN_JOB in result.stderr
         if result.returncode != 0 and not ended:
             raise SlurmError(str(CommandError(result)))
+
+    def pending_queue(self, partitions: list[str]) -> dict[str, list[str]]:
+        """Return, per partition, the ids of all pending jobs in scheduling order.
+
+        The order is by priority, highest first, then by job id; a job
+        pending in several partitions counts in each. With ``PrivateData=jobs``
+        only the caller's jobs are visible, so positions count those only.
+        """
+        argv = [self.queue_command, "--noheader", "--states=PENDING", f"--partition={','.join(partitions)}", "--format=%i|%P|%Q"]
+        result = self._run(argv)
+        if result.returncode != 0:
+            raise SlurmError(str(CommandError(result)))
+        try:
+            rows = parse_pending_queue(result.stdout)
+        except ParseError as error:
+            raise SlurmError(str(error)) from error
+        queue: dict[str, list[str]] = {}
+        for job_id, partition, _priority in sorted(rows, key=lambda row: (-row[2], _sort_key(row[0]))):
+            queue.setdefault(partition, []).append(job_id)
+        return queue
 
     def partitions(self) -> tuple[str, ...]:
         """Return the names of the cluster's partitions, as ``sinfo`` lists them."""

@@ -235,3 +235,21 @@ def parse_sacct(stdout: str) -> list[JobInfo]:
             )
         )
     return jobs
+
+
+def parse_pending_queue(stdout: str) -> list[tuple[str, str, int]]:
+    """Parse ``squeue --states=PENDING --format=%i|%P|%Q`` into (job id, partition, priority).
+
+    >>> parse_pending_queue("15|gpu|4294901752\\n16|gpu,cpu|100\\n")
+    [('15', 'gpu', 4294901752), ('16', 'gpu', 100), ('16', 'cpu', 100)]
+    """
+    rows = []
+    for line in stdout.splitlines():
+        if not line.strip():
+            continue
+        parts = line.strip().split("|")
+        if len(parts) != 3 or not parts[2].isdigit():
+            raise ParseError(f"pending queue line is not 'jobid|partition|priority': {line!r}")
+        for partition in parts[1].split(","):
+            rows.append((parts[0], partition, int(parts[2])))
+    return rows

@@ -55,6 +55,7 @@ class JobPoller:
         self.consecutive_failures = 0
         self.last_error: str | None = None
         self._jobs: dict[str, JobInfo | None] = {}
+        self._positions: dict[str, int] = {}
         self._urgent: set[str] = set()
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -140,6 +141,32 @@ class JobPoller:
                     self._jobs[job_id] = info
                     if info is not None and info.has_ended and (previous is None or not previous.has_ended):
                         self._urgent.discard(job_id)
+        self._update_positions([info for info in found.values() if info is not None and info.is_pending])
+
+    def _update_positions(self, pending: list[JobInfo]) -> None:
+        """Rank each tracked pending job among all pending jobs of its partition.
+
+        Costs one more squeue call per interval, and only while a tracked job pends.
+        """
+        positions: dict[str, int] = {}
+        if pending:
+            self.query_count += 1
+            try:
+                queue = self.client.pending_queue(sorted({job.partition for job in pending}))
+            except (SlurmError, OSError) as error:
+                log.debug("listing pending jobs for queue positions failed: %s", error)
+                queue = {}
+            for job in pending:
+                ranked = queue.get(job.partition, [])
+                if job.job_id in ranked:
+                    positions[job.job_id] = ranked.index(job.job_id) + 1
+        with self._lock:
+            self._positions = positions
+
+    def queue_position(self, job_id: str) -> int | None:
+        """Return the job's 1-based place among pending jobs in its partition, if it pends."""
+        with self._lock:
+            return self._positions.get(job_id)
 
     def _find_ended(self, job_id: str) -> JobInfo:
         previous = self.get(job_id)

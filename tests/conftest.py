@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from jupyter_client.kernelspec import KernelSpecManager
+from jupyter_client.manager import AsyncKernelManager
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "examples"))
@@ -73,3 +76,28 @@ def kernelspec_prefix(tmp_path_factory) -> Path:
     assert main(["install", "--name", "slurm-cpu", "--partition", "cpu", *common]) == 0
     assert main(["install", "--name", "slurm-gpu", "--partition", "gpu", "--gpus", "1", *common]) == 0
     return prefix / "share" / "jupyter"
+
+
+@pytest.fixture
+async def make_manager(slurm_cluster, kernelspec_prefix, tmp_path):
+    """Create kernel managers for installed or ad hoc kernelspecs; shut them all down afterwards."""
+    managers: list[AsyncKernelManager] = []
+
+    def make(name: str = "slurm-cpu", config: dict | None = None) -> AsyncKernelManager:
+        kernel_dirs = [str(kernelspec_prefix / "kernels")]
+        if config is not None:
+            base = json.loads((kernelspec_prefix / "kernels" / name / "kernel.json").read_text())
+            base["metadata"]["kernel_provisioner"]["config"].update(config)
+            directory = tmp_path / "kernels" / f"{name}-custom"
+            directory.mkdir(parents=True)
+            (directory / "kernel.json").write_text(json.dumps(base))
+            kernel_dirs.insert(0, str(tmp_path / "kernels"))
+            name = f"{name}-custom"
+        manager = AsyncKernelManager(kernel_name=name, kernel_spec_manager=KernelSpecManager(kernel_dirs=kernel_dirs))
+        managers.append(manager)
+        return manager
+
+    yield make
+    for manager in managers:
+        if manager.has_kernel and await manager.is_alive():
+            await manager.shutdown_kernel(now=True)

@@ -23,3 +23,22 @@ def wait_until(condition, timeout: float, interval: float = 0.1):
         if value or time.monotonic() >= deadline:
             return value
         time.sleep(interval)
+
+
+async def run_code(manager, code: str, timeout: float = 60) -> str:
+    """Run ``code`` in the manager's kernel and return what it printed on stdout."""
+    client = manager.client()
+    client.start_channels()
+    try:
+        await client.wait_for_ready(timeout=timeout)
+        lines: list[str] = []
+
+        def keep_stream(message):
+            if message["msg_type"] == "stream" and message["content"]["name"] == "stdout":
+                lines.append(message["content"]["text"])
+
+        reply = await client.execute_interactive(code, timeout=timeout, output_hook=keep_stream)
+        assert reply["content"]["status"] == "ok", reply["content"]
+        return "".join(lines)
+    finally:
+        client.stop_channels()

@@ -1,5 +1,7 @@
 """Kernel Gateway 3 started as a real process, used through its REST and WebSocket API."""
 
+import subprocess
+
 import pytest
 
 from gateway_client import GatewayError
@@ -26,6 +28,7 @@ def test_lists_slurm_kernelspecs(kernel_gateway):
 def test_kernel_lifecycle_through_gateway(kernel_gateway):
     gateway = kernel_gateway.gateway
     kernel_id = gateway.start_kernel("slurm-gpu", timeout=120)["id"]
+    gateway.wait_until_started(kernel_id, timeout=120)
     channels = gateway.connect(kernel_id)
     try:
         result = channels.execute("import os; print(os.environ['SLURM_JOB_ID'], os.environ['SLURM_JOB_PARTITION'])")
@@ -55,13 +58,56 @@ def test_kernel_lifecycle_through_gateway(kernel_gateway):
     assert wait_until(lambda: not squeue_ids(f"--jobs={job_id}"), 2)
 
 
+def test_pending_status_readable_while_queued(kernel_gateway, block_gpus):
+    blockers = block_gpus()
+    gateway = kernel_gateway.gateway
+    kernel_id = gateway.start_kernel("slurm-gpu", timeout=30)["id"]
+    try:
+        def pending_with_reason():
+            status = gateway.kernel(kernel_id).get("slurm", {})
+            return status if status.get("reason") == "Resources" and status.get("queue_position") else None
+
+        status = wait_until(pending_with_reason, 20, interval=0.3)
+        assert status, gateway.kernel(kernel_id)
+        assert status["state"] == "PENDING"
+        assert status["partition"] == "gpu"
+        assert status["queue_position"] == 1
+        assert status["estimated_start"] is not None
+        assert status["kernel_connected"] is False
+        listed = {model["id"]: model for model in gateway.request("GET", "/api/kernels")}
+        assert listed[kernel_id]["slurm"]["state"] == "PENDING"
+
+        subprocess.run(["scancel", blockers[0]], check=True)
+        model = gateway.wait_until_started(kernel_id, timeout=60)
+        assert model["slurm"]["state"] == "RUNNING"
+        assert model["slurm"]["time_limit"] == "2:00:00"
+        channels = gateway.connect(kernel_id)
+        try:
+            assert channels.execute("print('after the queue')").stdout == "after the queue\n"
+        finally:
+            channels.close()
+    finally:
+        gateway.shutdown(kernel_id)
+
+
 def test_launch_timeout_error_reaches_client(kernel_gateway, block_gpus):
     block_gpus()
     gateway = kernel_gateway.gateway
     before = set(squeue_ids("--partition=gpu"))
+    kernel_id = gateway.start_kernel("slurm-gpu", env={"KERNEL_LAUNCH_TIMEOUT": "3"}, timeout=60)["id"]
+    try:
+        with pytest.raises(GatewayError) as caught:
+            gateway.wait_until_started(kernel_id, timeout=60)
+        assert "was still queued in partition gpu" in caught.value.message
+        assert "pending reason: Resources" in caught.value.message, caught.value.message
+        assert "The job was cancelled" in caught.value.message
+        assert wait_until(lambda: set(squeue_ids("--partition=gpu")) == before, 5)
+    finally:
+        gateway.shutdown(kernel_id)
+
+
+def test_bad_request_answers_400(kernel_gateway):
     with pytest.raises(GatewayError) as caught:
-        gateway.start_kernel("slurm-gpu", env={"KERNEL_LAUNCH_TIMEOUT": "3"}, timeout=60)
-    assert caught.value.status == 503
-    assert "was still queued in partition gpu" in caught.value.message
-    assert "pending reason: Resources" in caught.value.message
-    assert wait_until(lambda: set(squeue_ids("--partition=gpu")) == before, 5)
+        kernel_gateway.gateway.start_kernel("slurm-gpu", env={"KERNEL_GPUS": "two"})
+    assert caught.value.status == 400
+    assert "invalid gpus 'two'" in caught.value.message

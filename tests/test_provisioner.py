@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import subprocess
 import time
 
 import pytest
-from jupyter_client.kernelspec import KernelSpecManager
-from jupyter_client.manager import AsyncKernelManager
 from tornado.web import HTTPError
 
 from slurmgate.provisioners.lifecycle import LaunchError, LaunchTimeout
 from slurmgate.provisioners.protocol import new_reply_key, seal_reply
-from support import squeue_ids, wait_until
+from support import run_code, squeue_ids, wait_until
 
 pytestmark = pytest.mark.cluster
 
@@ -25,49 +22,6 @@ def squeue_job(job_id: str) -> list[str]:
     out = subprocess.run(["squeue", "--noheader", f"--jobs={job_id}", "--format=%T|%P|%b|%j"],
                          capture_output=True, text=True).stdout.strip()
     return out.split("|") if out else []
-
-
-@pytest.fixture
-async def make_manager(slurm_cluster, kernelspec_prefix, tmp_path):
-    """Create kernel managers for installed or ad hoc kernelspecs; shut them all down afterwards."""
-    managers: list[AsyncKernelManager] = []
-
-    def make(name: str = "slurm-cpu", config: dict | None = None) -> AsyncKernelManager:
-        kernel_dirs = [str(kernelspec_prefix / "kernels")]
-        if config is not None:
-            base = json.loads((kernelspec_prefix / "kernels" / name / "kernel.json").read_text())
-            base["metadata"]["kernel_provisioner"]["config"].update(config)
-            directory = tmp_path / "kernels" / f"{name}-custom"
-            directory.mkdir(parents=True)
-            (directory / "kernel.json").write_text(json.dumps(base))
-            kernel_dirs.insert(0, str(tmp_path / "kernels"))
-            name = f"{name}-custom"
-        manager = AsyncKernelManager(kernel_name=name, kernel_spec_manager=KernelSpecManager(kernel_dirs=kernel_dirs))
-        managers.append(manager)
-        return manager
-
-    yield make
-    for manager in managers:
-        if manager.has_kernel and await manager.is_alive():
-            await manager.shutdown_kernel(now=True)
-
-
-async def run_code(manager: AsyncKernelManager, code: str, timeout: float = 60) -> str:
-    client = manager.client()
-    client.start_channels()
-    try:
-        await client.wait_for_ready(timeout=timeout)
-        lines: list[str] = []
-
-        def keep_stream(message):
-            if message["msg_type"] == "stream":
-                lines.append(message["content"]["text"])
-
-        reply = await client.execute_interactive(code, timeout=timeout, output_hook=keep_stream)
-        assert reply["content"]["status"] == "ok", reply["content"]
-        return "".join(lines)
-    finally:
-        client.stop_channels()
 
 
 async def test_gpu_kernel_runs_as_tagged_job(make_manager):
