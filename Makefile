@@ -4,7 +4,7 @@ VENV ?= .venv
 VENV_PYTHON := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint unit cluster cluster-down venv clean
+.PHONY: demo test lint unit cluster cluster-down venv browser clean
 
 venv: $(VENV)/.installed
 
@@ -14,7 +14,14 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV_PYTHON) -m pip install --quiet --upgrade pip
 	$(VENV_PYTHON) -m pip install --quiet -e '.[test,demo]'
+	# Editable installs skip data files: enable the Jupyter Server extension by hand.
+	install -D -m 0644 lab_extension/jupyter-config/jupyter_server_config.d/slurmgate.json \
+		$(VENV)/etc/jupyter/jupyter_server_config.d/slurmgate.json
 	touch $@
+
+# Debian's Chromium for the browser tests; Playwright drives it, no browser download.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; }
 
 # Installs Slurm from Debian when missing and starts a one-host cluster.
 cluster: venv
@@ -27,13 +34,13 @@ demo: cluster
 	$(VENV_PYTHON) examples/demo.py
 
 lint: venv
-	$(VENV_PYTHON) -m flake8 slurm provisioners examples tests gateway_config
+	$(VENV_PYTHON) -m flake8 slurm provisioners lab_extension examples tests gateway_config
 
 # Tests that need neither the cluster nor a gateway.
 unit: venv
 	$(VENV_PYTHON) -m pytest -m "not cluster" $(PYTEST_ARGS)
 
-test: cluster lint
+test: cluster browser lint
 	$(VENV_PYTHON) -m pytest $(PYTEST_ARGS)
 
 clean:

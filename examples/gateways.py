@@ -79,3 +79,57 @@ def start_kernel_gateway(
     gateway = GatewayProcess(process, Gateway(f"http://127.0.0.1:{port}", token=token), log_path)
     gateway.wait_ready()
     return gateway
+
+
+def start_enterprise_gateway(
+    python: str | Path,
+    jupyter_path: Path,
+    log_path: Path,
+    extra_args: list[str] | None = None,
+    env: dict[str, str] | None = None,
+) -> GatewayProcess:
+    """Start Enterprise Gateway 3 on a free loopback port with kernelspecs from ``jupyter_path``.
+
+    ``python`` is the interpreter of Enterprise Gateway's own environment,
+    which cannot be this one: Enterprise Gateway 3 needs jupyter_client 6.
+    """
+    port = free_port()
+    token = secrets.token_hex(16)
+    process_env = dict(os.environ, JUPYTER_PATH=str(jupyter_path), EG_AUTH_TOKEN=token, **(env or {}))
+    argv = [
+        str(python), "-m", "enterprise_gateway",
+        f"--config={CONFIG_DIR / 'jupyter_enterprise_gateway_config.py'}",
+        "--EnterpriseGatewayApp.ip=127.0.0.1",
+        f"--EnterpriseGatewayApp.port={port}",
+        *(extra_args or []),
+    ]
+    log_file = open(log_path, "w")
+    process = subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT, env=process_env, start_new_session=True)
+    log_file.close()
+    gateway = GatewayProcess(process, Gateway(f"http://127.0.0.1:{port}", token=token), log_path)
+    gateway.wait_ready()
+    return gateway
+
+
+def start_jupyterlab(gateway: Gateway, root_dir: Path, log_path: Path) -> GatewayProcess:
+    """Start JupyterLab in gateway mode (``--gateway-url``) on a free loopback port.
+
+    The returned process's ``gateway`` talks to Lab itself, with Lab's own token.
+    """
+    port = free_port()
+    token = secrets.token_hex(16)
+    argv = [
+        sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root",
+        "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", f"--ServerApp.root_dir={root_dir}",
+        f"--IdentityProvider.token={token}",
+        f"--gateway-url={gateway.url}", f"--GatewayClient.auth_token={gateway.token}",
+        # A Slurm kernel may wait in the queue: the start request must outlast the launch.
+        "--GatewayClient.request_timeout=320", "--GatewayClient.connect_timeout=320",
+    ]
+    env = dict(os.environ, KERNEL_LAUNCH_TIMEOUT="300")
+    log_file = open(log_path, "w")
+    process = subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    log_file.close()
+    lab = GatewayProcess(process, Gateway(f"http://127.0.0.1:{port}", token=token), log_path)
+    lab.wait_ready()
+    return lab

@@ -1,0 +1,85 @@
+"""An unmodified JupyterLab page in Debian's Chromium runs a cell on a Slurm kernel through a gateway."""
+
+from __future__ import annotations
+
+import shutil
+
+import nbformat
+import pytest
+
+from gateways import start_jupyterlab, start_kernel_gateway
+
+pytestmark = [pytest.mark.cluster, pytest.mark.gateway]
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_FLAGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+    "--disable-sync", "--no-first-run", "--disable-quic",
+]
+PROBE = "import os\nprint('ran in Slurm job', os.environ['SLURM_JOB_ID'])"
+
+
+def kernel_channels(sockets: list[dict]) -> list[dict]:
+    """Return the records of kernel channel WebSockets among all the page opened."""
+    return [record for record in sockets if "/api/kernels/" in record["url"] and "/channels" in record["url"]]
+
+
+@pytest.fixture(scope="module")
+def kernel_gateway_for_lab(slurm_cluster, kernelspec_prefix, tmp_path_factory):
+    process = start_kernel_gateway(kernelspec_prefix, tmp_path_factory.mktemp("kg-lab") / "gateway.log")
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def lab(kernel_gateway_for_lab, tmp_path):
+    notebook = nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_code_cell(PROBE)],
+        metadata={"kernelspec": {"name": "slurm-cpu", "display_name": "Python 3 (Slurm cpu)", "language": "python"}},
+    )
+    nbformat.write(notebook, tmp_path / "probe.ipynb")
+    process = start_jupyterlab(kernel_gateway_for_lab.gateway, tmp_path, tmp_path / "lab.log")
+    yield process
+    for model in process.gateway.request("GET", "/api/sessions"):
+        process.gateway.request("DELETE", f"/api/sessions/{model['id']}")
+    process.stop()
+
+
+def test_cell_runs_on_first_try(lab, tmp_path):
+    from playwright import sync_api as playwright_api
+
+    sockets: list[dict] = []
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
+        try:
+            context = browser.new_context()
+            page = context.new_page()
+
+            def watch(socket):
+                record = {"url": socket.url, "frames": 0, "error": None}
+                socket.on("framereceived", lambda _frame: record.update(frames=record["frames"] + 1))
+                socket.on("socketerror", lambda error: record.update(error=error))
+                sockets.append(record)
+
+            page.on("websocket", watch)
+            page.goto(f"{lab.gateway.url}/lab/tree/probe.ipynb?token={lab.gateway.token}")
+            page.wait_for_function(
+                "() => document.querySelector('.jp-Notebook .jp-Cell .cm-content') !== null", timeout=60000)
+            # Typing before the kernel's WebSocket carries a frame can lose the keystrokes.
+            for _ in range(450):
+                if any(record["frames"] for record in kernel_channels(sockets)):
+                    break
+                page.wait_for_timeout(200)
+            assert any(record["frames"] for record in kernel_channels(sockets)), f"no kernel WebSocket carried a frame: {sockets}"
+            page.click(".jp-Notebook .jp-Cell .cm-content")
+            page.keyboard.press("Shift+Enter")
+            output = page.wait_for_selector(".jp-OutputArea-output:has-text('ran in Slurm job')", timeout=60000)
+            assert "ran in Slurm job" in output.inner_text()
+        except Exception:
+            page.screenshot(path=str(tmp_path / "failure.png"))
+            raise
+        finally:
+            browser.close()
+    channels = kernel_channels(sockets)
+    assert len(channels) == 1, f"expected one kernel WebSocket, the first handshake must succeed: {channels}"
+    assert channels[0]["error"] is None
