@@ -4,7 +4,7 @@ VENV ?= .venv
 VENV_PYTHON := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint unit cluster cluster-down venv browser clean
+.PHONY: demo test lint unit cluster cluster-down venv test-packages clean
 
 venv: $(VENV)/.installed
 
@@ -19,9 +19,11 @@ $(VENV)/.installed: pyproject.toml
 		$(VENV)/etc/jupyter/jupyter_server_config.d/slurmgate.json
 	touch $@
 
-# Debian's Chromium for the browser tests; Playwright drives it, no browser download.
-browser:
-	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; }
+# Debian's Chromium for the browser tests (Playwright drives it, no browser
+# download) and OpenSSH's server for the tunnel tests.
+test-packages:
+	@{ command -v chromium && test -x /usr/sbin/sshd; } >/dev/null 2>&1 || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium openssh-server; }
 
 # Installs Slurm from Debian when missing and starts a one-host cluster.
 cluster: venv
@@ -40,7 +42,7 @@ lint: venv
 unit: venv
 	$(VENV_PYTHON) -m pytest -m "not cluster" $(PYTEST_ARGS)
 
-test: cluster browser lint
+test: cluster test-packages lint
 	$(VENV_PYTHON) -m pytest $(PYTEST_ARGS)
 
 clean:

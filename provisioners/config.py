@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from traitlets import Dict, Float, Integer, List, TraitError, Unicode, default, validate
+from traitlets import Bool, Dict, Float, Integer, List, TraitError, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
 from slurmgate.slurm.policy import CLIENT_FIELDS, Limits, Policy
@@ -405,6 +405,98 @@ class SlurmKernelConfig(LoggingConfigurable):
             partition_limits=per_partition,
             client_fields=frozenset(self.client_overrides),
         )
+
+    ssh_tunnel = Bool(
+        config=True,
+        help="Reach the kernel through one SSH connection per kernel instead of directly:"
+        " the kernel binds 127.0.0.1 on the node and the gateway forwards its five ports."
+        " (SLURMGATE_SSH_TUNNEL env var: true or false)",
+    )
+
+    @default("ssh_tunnel")
+    def _ssh_tunnel_default(self):
+        return _env("SSH_TUNNEL").lower() in ("1", "true", "yes")
+
+    ssh_node_host = Unicode(
+        config=True,
+        help="Host name the gateway uses to SSH to the kernel's node; {node} is replaced by"
+        " the node name Slurm reports, such as {node}.cluster.example. (SLURMGATE_SSH_NODE_HOST env var)",
+    )
+
+    @default("ssh_node_host")
+    def _ssh_node_host_default(self):
+        return _env("SSH_NODE_HOST", "{node}")
+
+    ssh_port = Integer(
+        config=True,
+        help="SSH port on the nodes. (SLURMGATE_SSH_PORT env var)",
+    )
+
+    @default("ssh_port")
+    def _ssh_port_default(self):
+        return _env_number("SSH_PORT", "22")
+
+    ssh_user = Unicode(
+        config=True,
+        help="User for SSH to the nodes and the jump host; empty means the gateway's own user."
+        " (SLURMGATE_SSH_USER env var)",
+    )
+
+    @default("ssh_user")
+    def _ssh_user_default(self):
+        return _env("SSH_USER")
+
+    ssh_key_file = Unicode(
+        config=True,
+        help="Private key file for SSH to the nodes; empty means the SSH agent and the"
+        " default keys. (SLURMGATE_SSH_KEY_FILE env var)",
+    )
+
+    @default("ssh_key_file")
+    def _ssh_key_file_default(self):
+        return _env("SSH_KEY_FILE")
+
+    ssh_known_hosts = Unicode(
+        config=True,
+        help="known_hosts file with the host keys of the nodes and the jump host; unknown or"
+        " changed keys are rejected. (SLURMGATE_SSH_KNOWN_HOSTS env var)",
+    )
+
+    @default("ssh_known_hosts")
+    def _ssh_known_hosts_default(self):
+        return _env("SSH_KNOWN_HOSTS", os.path.expanduser("~/.ssh/known_hosts"))
+
+    ssh_jump_host = Unicode(
+        config=True,
+        help="Jump host (login node) between the gateway and the nodes, as HOST or HOST:PORT;"
+        " empty means a direct connection. (SLURMGATE_SSH_JUMP_HOST env var)",
+    )
+
+    @default("ssh_jump_host")
+    def _ssh_jump_host_default(self):
+        return _env("SSH_JUMP_HOST")
+
+    def build_tunnel(self, kernel_id: str, connection_info: dict, node: str):
+        """Return an unopened tunnel to the kernel on ``node`` as these settings describe."""
+        from .tunnel import KernelTunnel, SSHHost
+
+        user = self.ssh_user or None
+        jump = None
+        if self.ssh_jump_host:
+            host, _, port = self.ssh_jump_host.partition(":")
+            jump = SSHHost(host, int(port) if port.isdigit() else 22, user)
+        target = SSHHost(self.ssh_node_host.replace("{node}", node), self.ssh_port, user)
+        return KernelTunnel(
+            kernel_id, target, connection_info,
+            known_hosts=self.ssh_known_hosts, key_filename=self.ssh_key_file or None, jump_host=jump,
+        )
+
+    @validate("ssh_jump_host")
+    def _validate_ssh_jump_host(self, proposal):
+        host, separator, port = proposal["value"].partition(":")
+        if separator and not port.isdigit():
+            raise TraitError(f"ssh_jump_host {proposal['value']!r} has an invalid port; write HOST or HOST:PORT")
+        return proposal["value"]
 
     @validate("gpus")
     def _validate_gpus(self, proposal):

@@ -61,6 +61,7 @@ class SlurmProvisioner(KernelProvisionerBase, SlurmKernelConfig):  # type: ignor
         self.kernel_job: KernelJob | None = None
         self.job_id: str | None = None
         self.end_reason: str | None = None
+        self.tunnel = None
         self._launch_env: dict[str, str] = {}
 
     @property
@@ -163,7 +164,7 @@ class SlurmProvisioner(KernelProvisionerBase, SlurmKernelConfig):  # type: ignor
             self._client(),
             self._poller(),
             connection_key=key.decode(),
-            kernel_ip=self.kernel_ip,
+            kernel_ip="loopback" if self.ssh_tunnel else self.kernel_ip,
             passthrough=self._job_environment(env),
             prologue=self.script_prologue,
             user=env.get("KERNEL_USERNAME"),
@@ -173,7 +174,10 @@ class SlurmProvisioner(KernelProvisionerBase, SlurmKernelConfig):  # type: ignor
         try:
             self.job_id = await asyncio.to_thread(job.submit)
             info = await job.wait_for_connection(timeout)
+            if self.ssh_tunnel:
+                info = await self._open_tunnel(job, info)
         except BaseException as error:
+            await self._close_tunnel()
             await asyncio.to_thread(job.cancel)
             job.release()
             self.kernel_job = None
@@ -190,10 +194,32 @@ class SlurmProvisioner(KernelProvisionerBase, SlurmKernelConfig):  # type: ignor
         }
         return self.connection_info
 
+    async def _open_tunnel(self, job: KernelJob, info: dict[str, Any]) -> dict[str, Any]:
+        """Open the SSH tunnel to the kernel's node; return the local connection info."""
+        from .tunnel import TunnelError
+
+        node = (job.current().nodes if job.current() else "") or info.get("hostname", "")
+        try:
+            self.tunnel = self.build_tunnel(self.kernel_id, info, node)
+            return await asyncio.to_thread(self.tunnel.open)
+        except (TunnelError, ValueError) as error:
+            raise LaunchError(f"kernel {self.kernel_id}: the SSH tunnel to node {node} failed: {error}") from error
+
+    async def _close_tunnel(self) -> None:
+        if self.tunnel is not None:
+            await asyncio.to_thread(self.tunnel.close)
+            self.tunnel = None
+
     async def poll(self) -> int | None:
-        """Return None while the job is pending or running, else its exit status."""
+        """Return None while the job is pending or running, else its exit status.
+
+        A tunnel that has given up reconnecting also ends the kernel, with status 1.
+        """
         if self.kernel_job is None:
             return 0
+        if self.tunnel is not None and self.tunnel.failure is not None:
+            self.end_reason = self.end_reason or str(self.tunnel.failure)
+            return 1
         status = await asyncio.to_thread(self.kernel_job.exit_status)
         if status is not None and self.end_reason is None:
             self.end_reason = self.kernel_job.describe_end()
@@ -227,6 +253,7 @@ class SlurmProvisioner(KernelProvisionerBase, SlurmKernelConfig):  # type: ignor
         Afterwards :attr:`has_process` is false; :attr:`job_id` and
         :attr:`end_reason` keep the last job's id and how it ended.
         """
+        await self._close_tunnel()
         job = self.kernel_job
         if job is None:
             return
