@@ -4,7 +4,7 @@ VENV ?= .venv
 VENV_PYTHON := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint unit cluster cluster-down venv test-packages clean
+.PHONY: demo test lint unit cluster cluster-down venv test-packages node-client clean
 
 venv: $(VENV)/.installed
 
@@ -42,7 +42,11 @@ lint: venv
 unit: venv
 	$(VENV_PYTHON) -m pytest -m "not cluster" $(PYTEST_ARGS)
 
-test: cluster test-packages lint
+# @jupyterlab/services for the VS Code-style client test, from the lock file.
+node-client:
+	cd examples/vscode_client && npm ci --no-audit --no-fund --loglevel=error
+
+test: cluster test-packages node-client lint
 	$(VENV_PYTHON) -m pytest $(PYTEST_ARGS)
 
 clean:
