@@ -64,9 +64,9 @@ class SlurmClient:
         """Submit a batch script and return its job id.
 
         The job's environment is exactly ``export`` plus Slurm's own
-        variables. The names go on the command line (``--export=A,B``); the
+        variables. The names go on the command line (``--export=A,B``). The
         values go through the runner's environment, never into argv or the
-        script, so that keys stay out of ``ps`` and ``scontrol`` output.
+        script, so keys stay out of ``ps`` and ``scontrol`` output.
         """
         for name in export:
             if not _ENV_NAME.match(name):
@@ -85,7 +85,7 @@ class SlurmClient:
     def query(self, job_ids: Iterable[str]) -> dict[str, JobInfo]:
         """Return the controller's view of these jobs in one ``squeue`` call.
 
-        Jobs the controller no longer knows are missing from the result.
+        Jobs that the controller has purged are missing from the result.
         Raises :class:`SlurmError` when squeue fails for another reason, for
         example when slurmctld is unreachable, so that callers never mistake
         an outage for ended jobs.
@@ -137,7 +137,7 @@ class SlurmClient:
             ]
             result = self._run(argv)
             if result.returncode != 0:
-                log.debug("%s gave no record of job %s: %s", argv[0], job_id, result.stderr.strip())
+                log.debug("%s found no record of job %s: %s", argv[0], job_id, result.stderr.strip())
                 continue
             for job in parse_sacct(result.stdout):
                 if job.job_id == job_id:

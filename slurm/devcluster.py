@@ -5,7 +5,7 @@ missing, writes ``/etc/slurm/slurm.conf`` and ``gres.conf`` for partitions
 ``cpu`` (default) and ``gpu`` with two fake GPUs, starts munged, slurmctld and
 slurmd, and waits until the node is idle. Running it again changes nothing
 when the cluster is already up with the same configuration. ``down`` cancels
-every job the controller knows and stops the daemons by their PID files.
+every job in the queue and stops the daemons by their PID files.
 
 Everything here needs root because it writes system configuration and starts
 system daemons. The product itself never needs root.
@@ -28,8 +28,8 @@ log = logging.getLogger(__name__)
 PACKAGES = ["munge", "slurmctld", "slurmd", "slurm-client", "libpmix-dev"]
 REQUIRED_COMMANDS = ["munged", "slurmctld", "slurmd", "sbatch", "squeue", "scontrol"]
 
-# The first line of every file this module writes, so that it never
-# overwrites a Slurm configuration that somebody else wrote.
+# The first line of every file this module writes. Files without it belong to
+# a real cluster, and this module refuses to overwrite them.
 MARKER = "# Written by slurmgate devcluster."
 
 SLURM_CONF = Path("/etc/slurm/slurm.conf")
@@ -105,7 +105,7 @@ def render_slurm_conf(layout: Layout) -> str:
         # A cancelled kernel gets SIGTERM, then SIGKILL this many seconds later.
         "KillWait=5",
         "AccountingStorageType=accounting_storage/none",
-        # Finished jobs stay readable with ``sacct -c`` after squeue forgets them.
+        # Finished jobs stay readable with ``sacct -c`` after squeue purges them.
         "JobCompType=jobcomp/filetxt",
         f"JobCompLoc={LOG_DIR}/jobcomp.log",
         (
@@ -181,7 +181,7 @@ def _pid_alive(pid: int | None) -> bool:
         return False
     except PermissionError:
         return True
-    # A zombie still answers kill(0); it is not running.
+    # kill(pid, 0) succeeds for a zombie too, which is not running.
     try:
         state = Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0]
     except (OSError, IndexError):
@@ -358,7 +358,7 @@ def up(layout: Layout | None = None) -> Layout:
 
 
 def cancel_all_jobs(timeout: float = 30) -> list[str]:
-    """Cancel every job the controller knows and wait until none is left running."""
+    """Cancel every job in the queue and wait until none is left."""
     listed = _run(["squeue", "-h", "-o", "%i"])
     job_ids = listed.stdout.split()
     if job_ids:

@@ -1,4 +1,4 @@
-"""What the gateway knows about one Slurm job, and how Slurm's job states group."""
+"""The gateway's view of one Slurm job, and the groups of Slurm's job states."""
 
 from __future__ import annotations
 

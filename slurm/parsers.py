@@ -19,8 +19,8 @@ class ParseError(ValueError):
 
 
 # squeue -o fields, in order. The comment comes last because it is free text
-# that may contain the separator; the job name is kept clear of it by the
-# request validation for slurmgate's own jobs.
+# that may contain the separator. The request validation keeps the separator
+# out of the job names of slurmgate's own jobs.
 SQUEUE_FIELDS = (
     ("%i", "job_id"),
     ("%T", "state"),

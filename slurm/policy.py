@@ -66,7 +66,7 @@ class Limits:
 
 @dataclass(frozen=True)
 class Policy:
-    """What the gateway allows: partitions, per-kernel limits, client overrides.
+    """The gateway's rules for kernel requests: partitions, per-kernel limits, client overrides.
 
     ``allowed_partitions`` empty means any partition Slurm has.
     ``partition_limits`` maps a partition to limits that replace

@@ -1,7 +1,7 @@
 """One shared poller per cluster: a single squeue call refreshes every tracked job.
 
 Kernels never call squeue themselves. They track their job here and read the
-cached state, so a gateway with a hundred kernels still asks the controller
+cached state, so a gateway with a hundred kernels still queries the controller
 once per interval. The poller asks more often while any job is launching or
 ending, and backs off while the controller does not answer.
 """
@@ -19,7 +19,7 @@ from .jobs import JobInfo
 
 log = logging.getLogger(__name__)
 
-# A job that neither squeue nor accounting knows has ended, but nothing says how.
+# The state of a job that is in neither squeue nor accounting: it has ended, but how is unknown.
 LOST_STATE = "UNKNOWN"
 
 
@@ -102,7 +102,7 @@ class JobPoller:
             self._urgent.discard(job_id)
 
     def get(self, job_id: str) -> JobInfo | None:
-        """Return the last known state, or ``None`` before the first answer."""
+        """Return the last known state, or ``None`` before the first successful squeue call."""
         with self._lock:
             return self._jobs.get(job_id)
 
@@ -128,7 +128,7 @@ class JobPoller:
             self._record_failure(error)
             return
         if self.consecutive_failures:
-            log.info("squeue answers again after %d failed calls", self.consecutive_failures)
+            log.info("squeue works again after %d failed calls", self.consecutive_failures)
         self.consecutive_failures = 0
         self.last_error = None
         for job_id in job_ids:

@@ -1,4 +1,4 @@
-"""The job request model: what one kernel asks of Slurm, checked before submission."""
+"""The job request model: the resources one kernel requests from Slurm, checked before submission."""
 
 from __future__ import annotations
 

@@ -53,7 +53,7 @@ class CommandError(RuntimeError):
 
 
 class CommandRunner(Protocol):
-    """Runs a command and returns its result; never raises for a non-zero exit."""
+    """Runs a command and returns its result. A non-zero exit is a result, not an exception."""
 
     key: tuple
 

@@ -26,7 +26,7 @@ def render_job_script(
 ) -> str:
     """Render a bash batch script that runs ``command`` under ``request``.
 
-    ``environment`` holds non-secret variables that the script exports.
+    ``environment`` contains non-secret variables that the script exports.
     ``prologue`` lines come from the site's configuration (for example
     ``module load cuda``) and run before the kernel, unquoted. Every other
     value is shell-quoted. The script changes to the working directory
