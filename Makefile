@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 VENV_PYTHON := $(VENV)/bin/python
 PYTEST_ARGS ?=
+# ansible-core and ansible-lint live apart from the product's environment.
+ANSIBLE_VENV ?= .ansible-venv
 
 .PHONY: demo test lint unit cluster cluster-down venv test-packages node-client clean
 
@@ -36,18 +38,23 @@ demo: cluster
 	$(VENV_PYTHON) examples/demo.py
 
 lint: venv
-	$(VENV_PYTHON) -m flake8 slurm provisioners lab_extension examples tests gateway_config
+	$(VENV_PYTHON) -m flake8 slurm provisioners lab_extension examples tests gateway_config ansible
 
 # Tests that need neither the cluster nor a gateway.
 unit: venv
 	$(VENV_PYTHON) -m pytest -m "not cluster" $(PYTEST_ARGS)
 
+$(ANSIBLE_VENV)/.installed:
+	$(PYTHON) -m venv $(ANSIBLE_VENV)
+	$(ANSIBLE_VENV)/bin/python -m pip install --quiet 'ansible-core>=2.19,<2.20' 'ansible-lint>=26,<27'
+	touch $@
+
 # @jupyterlab/services for the VS Code-style client test, from the lock file.
 node-client:
 	cd examples/vscode_client && npm ci --no-audit --no-fund --loglevel=error
 
-test: cluster test-packages node-client lint
-	$(VENV_PYTHON) -m pytest $(PYTEST_ARGS)
+test: cluster test-packages node-client lint $(ANSIBLE_VENV)/.installed
+	SLURMGATE_ANSIBLE_BIN=$(abspath $(ANSIBLE_VENV))/bin $(VENV_PYTHON) -m pytest $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) $(ANSIBLE_VENV) build *.egg-info .pytest_cache examples/vscode_client/node_modules
