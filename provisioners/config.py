@@ -263,7 +263,7 @@ class SlurmKernelConfig(LoggingConfigurable):
 
     @default("fast_poll_interval")
     def _fast_poll_interval_default(self):
-        return _env_number("FAST_POLL_INTERVAL", "0.5", float)
+        return _env_number("FAST_POLL_INTERVAL", "0.25", float)
 
     signal_lead = Integer(
         config=True,

@@ -65,6 +65,8 @@ class KernelJob:
         prologue: Sequence[str] = (),
         user: str | None = None,
         logger: logging.Logger | logging.LoggerAdapter | None = None,
+        poll_interval: float | None = None,
+        fast_poll_interval: float | None = None,
     ):
         self.kernel_id = kernel_id
         self.request = request
@@ -77,6 +79,8 @@ class KernelJob:
         self.prologue = list(prologue)
         self.user = user or getpass.getuser()
         self.log = logger or log
+        self.poll_interval = poll_interval
+        self.fast_poll_interval = fast_poll_interval
         self.reply_key = new_reply_key()
         self.job_id: str | None = None
         self.connection_info: dict[str, Any] | None = None
@@ -99,7 +103,7 @@ class KernelJob:
             self.job_id = self.client.submit(self.render_script(), export)
         except SlurmError as error:
             raise LaunchError(f"kernel {self.kernel_id}: submitting its Slurm job failed: {error}") from error
-        self.poller.track(self.job_id, urgent=True)
+        self.poller.track(self.job_id, urgent=True, interval=self.poll_interval, fast_interval=self.fast_poll_interval)
         self.log.info(
             "kernel %s: submitted Slurm job %s to partition %s for user %s",
             self.kernel_id, self.job_id, self.request.partition or "(default)", self.user,

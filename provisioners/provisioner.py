@@ -169,14 +169,21 @@ class SlurmProvisioner(KernelProvisionerBase, SlurmKernelConfig):  # type: ignor
             prologue=self.script_prologue,
             user=env.get("KERNEL_USERNAME"),
             logger=self.log,
+            poll_interval=self.poll_interval,
+            fast_poll_interval=self.fast_poll_interval,
         )
         self.kernel_job = job
+        submission = asyncio.ensure_future(asyncio.to_thread(job.submit))
         try:
-            self.job_id = await asyncio.to_thread(job.submit)
+            self.job_id = await asyncio.shield(submission)
             info = await job.wait_for_connection(timeout)
             if self.ssh_tunnel:
                 info = await self._open_tunnel(job, info)
         except BaseException as error:
+            # A start cancelled while sbatch runs must still cancel the job sbatch creates.
+            if not submission.done():
+                await asyncio.wait([submission])
+            self.job_id = job.job_id
             await self._close_tunnel()
             await asyncio.to_thread(job.cancel)
             job.release()

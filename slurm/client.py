@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 from typing import Iterable, Mapping
 
@@ -63,18 +64,28 @@ class SlurmClient:
     def submit(self, script: str, export: Mapping[str, str]) -> str:
         """Submit a batch script and return its job id.
 
-        The job's environment is exactly ``export`` plus Slurm's own
-        variables. The names go on the command line (``--export=A,B``). The
-        values go through the runner's environment, never into argv or the
-        script, so keys stay out of ``ps`` and ``scontrol`` output.
+        The values of ``export`` travel in the environment of the sbatch
+        process, never in argv or the script, so keys stay out of ``ps`` and
+        ``scontrol`` output. On this host, sbatch runs with only those
+        variables (and SLURM_CONF) and ``--export=ALL``, so the job gets
+        exactly them plus Slurm's own. Over SSH, sbatch gets
+        ``--export=A,B``, which also makes slurmd load the user's login
+        environment: that is slower and adds the login shell's variables.
         """
         for name in export:
             if not _ENV_NAME.match(name):
                 raise ValueError(f"invalid environment variable name {name!r}")
-        names = ",".join(export) if export else "NONE"
-        argv = [self.submit_command, "--parsable", f"--export={names}"]
         log.debug("job script:\n%s", script)
-        result = self._run(argv, input=script, env=dict(export))
+        if getattr(self.runner, "supports_replace_env", False):
+            environment = dict(export)
+            if "SLURM_CONF" in os.environ:
+                environment.setdefault("SLURM_CONF", os.environ["SLURM_CONF"])
+            argv = [self.submit_command, "--parsable", "--export=ALL"]
+            result = self._run(argv, input=script, env=environment, replace_env=True)
+        else:
+            names = ",".join(export) if export else "NONE"
+            argv = [self.submit_command, "--parsable", f"--export={names}"]
+            result = self._run(argv, input=script, env=dict(export))
         if result.returncode != 0:
             raise SlurmError(str(CommandError(result, "Slurm rejected the job; check the request against the partition's limits")))
         try:

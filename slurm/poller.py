@@ -32,8 +32,10 @@ class JobPoller:
     ``max_backoff``, and the last known states stay in place: an
     unreachable controller never makes a job look ended.
 
-    ``query_count`` counts squeue calls and ``failure_count`` failed ones,
-    for tests and monitoring.
+    ``query_count`` counts the squeue calls that refresh tracked jobs,
+    ``position_query_count`` the extra calls for queue positions (at most
+    one per interval, only while a tracked job pends), and
+    ``failure_count`` the failed refreshes, for tests and monitoring.
     """
 
     _shared: dict[tuple, "JobPoller"] = {}
@@ -51,11 +53,13 @@ class JobPoller:
         self.fast_interval = fast_interval
         self.max_backoff = max_backoff
         self.query_count = 0
+        self.position_query_count = 0
         self.failure_count = 0
         self.consecutive_failures = 0
         self.last_error: str | None = None
         self._jobs: dict[str, JobInfo | None] = {}
         self._positions: dict[str, int] = {}
+        self._intervals: dict[str, tuple[float, float]] = {}
         self._urgent: set[str] = set()
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -74,10 +78,17 @@ class JobPoller:
                 cls._shared[client.key] = poller
             return poller
 
-    def track(self, job_id: str, urgent: bool = True) -> None:
-        """Start refreshing ``job_id``; ``urgent`` polls at the fast interval."""
+    def track(
+        self, job_id: str, urgent: bool = True, interval: float | None = None, fast_interval: float | None = None
+    ) -> None:
+        """Start refreshing ``job_id``; ``urgent`` polls at the fast interval.
+
+        ``interval`` and ``fast_interval`` set this job's own wishes; the
+        poller uses the shortest wish among the tracked jobs.
+        """
         with self._lock:
             self._jobs.setdefault(job_id, None)
+            self._intervals[job_id] = (interval or self.interval, fast_interval or self.fast_interval)
             if urgent:
                 self._urgent.add(job_id)
             if self._thread is None or not self._thread.is_alive():
@@ -99,6 +110,7 @@ class JobPoller:
         """Stop refreshing ``job_id`` and forget its state."""
         with self._lock:
             self._jobs.pop(job_id, None)
+            self._intervals.pop(job_id, None)
             self._urgent.discard(job_id)
 
     def get(self, job_id: str) -> JobInfo | None:
@@ -150,7 +162,7 @@ class JobPoller:
         """
         positions: dict[str, int] = {}
         if pending:
-            self.query_count += 1
+            self.position_query_count += 1
             try:
                 queue = self.client.pending_queue(sorted({job.partition for job in pending}))
             except (SlurmError, OSError) as error:
@@ -192,7 +204,10 @@ class JobPoller:
 
     def _next_wait(self) -> float:
         with self._lock:
-            base = self.fast_interval if self._urgent else self.interval
+            if self._urgent:
+                base = min(self._intervals.get(job_id, (self.interval, self.fast_interval))[1] for job_id in self._urgent)
+            else:
+                base = min((steady for steady, _ in self._intervals.values()), default=self.interval)
         if self.consecutive_failures:
             return min(self.max_backoff, max(base, self.fast_interval) * 2 ** min(self.consecutive_failures, 10))
         return base

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import shlex
+import shutil
 import subprocess
 import threading
 from dataclasses import dataclass
@@ -64,6 +65,7 @@ class CommandRunner(Protocol):
         input: str | None = None,
         env: Mapping[str, str] | None = None,
         timeout: float = 60,
+        replace_env: bool = False,
     ) -> CommandResult: ...
 
 
@@ -71,6 +73,8 @@ class LocalRunner:
     """Runs commands on this host with :mod:`subprocess`."""
 
     key: tuple = ("local",)
+    # The command can run with exactly the environment it is given.
+    supports_replace_env = True
 
     def run(
         self,
@@ -79,10 +83,20 @@ class LocalRunner:
         input: str | None = None,
         env: Mapping[str, str] | None = None,
         timeout: float = 60,
+        replace_env: bool = False,
     ) -> CommandResult:
-        """Run ``argv`` with ``env`` added to this process's environment."""
+        """Run ``argv`` with ``env`` added to this process's environment, or as all of it.
+
+        With ``replace_env`` the command sees only ``env``; the program is
+        still looked up on this process's PATH.
+        """
         argv = tuple(argv)
-        full_env = dict(os.environ, **env) if env else None
+        if replace_env:
+            program = shutil.which(argv[0]) or argv[0]
+            argv = (program, *argv[1:])
+            full_env = dict(env or {})
+        else:
+            full_env = dict(os.environ, **env) if env else None
         try:
             completed = subprocess.run(
                 argv,
@@ -121,6 +135,8 @@ class SSHRunner:
     opens on first use and reopens after a failure.
     """
 
+    supports_replace_env = False
+
     def __init__(self, host: str, known_hosts: str | None = None, **connect_kwargs):
         self.host = host
         self.known_hosts = known_hosts
@@ -152,8 +168,13 @@ class SSHRunner:
         input: str | None = None,
         env: Mapping[str, str] | None = None,
         timeout: float = 60,
+        replace_env: bool = False,
     ) -> CommandResult:
-        """Run ``argv`` on the login node; ``env`` travels on standard input."""
+        """Run ``argv`` on the login node; ``env`` travels on standard input.
+
+        ``replace_env`` is not supported over SSH: the login shell's
+        environment stays, and ``env`` is added to it.
+        """
         import paramiko
 
         argv = tuple(argv)

@@ -142,6 +142,20 @@ async def test_launch_timeout_from_request_env(make_manager, block_gpus):
     assert wait_until(lambda: not squeue_ids(f"--jobs={job_id}"), 2)
 
 
+async def test_start_cancelled_during_submit_leaves_no_job(make_manager):
+    manager = make_manager()
+    start = asyncio.ensure_future(manager.start_kernel())
+    while manager.provisioner is None or manager.provisioner.kernel_job is None:
+        await asyncio.sleep(0.005)
+    start.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await start
+    # sbatch may still be running in its thread: give the job time to appear.
+    await asyncio.sleep(3)
+    assert squeue_ids(f"--name=jupyter-kernel-{manager.kernel_id}") == []
+    assert manager.provisioner.job_id is not None
+
+
 async def test_bad_kernelspec_value_submits_nothing(make_manager):
     before = set(squeue_ids("--states=all"))
     manager = make_manager("slurm-cpu", {"walltime": "90 minutes"})

@@ -38,6 +38,22 @@ def test_submit_passes_values_not_in_script(client, cancel_after, tmp_path):
     assert "s3cret" not in stored
 
 
+def test_job_environment_is_exactly_export(client, cancel_after, tmp_path):
+    output = tmp_path / "env.txt"
+    request = JobRequest(f"{TEST_JOB_PREFIX}job", output=str(output))
+    script = render_job_script(request, ["bash", "-c", "env -0 > " + str(tmp_path / "env.bin") + "; echo done"])
+    job_id = client.submit(script, {"PATH": "/usr/bin:/bin", "ONLY_THIS": "1"})
+    cancel_after(job_id)
+    assert wait_until(lambda: output.exists() and "done" in output.read_text(), 20)
+    names = {entry.split("=", 1)[0] for entry in (tmp_path / "env.bin").read_text().split("\0") if entry}
+    unexpected = {name for name in names if not name.startswith(("SLURM", "SLURMD_"))} - {
+        "PATH", "ONLY_THIS", "ENVIRONMENT", "HOSTNAME", "PWD", "SHLVL", "_", "TMPDIR", "OLDPWD",
+        "CUDA_VISIBLE_DEVICES", "GPU_DEVICE_ORDINAL", "ROCR_VISIBLE_DEVICES", "ZES_ENABLE_SYSMAN",
+    }
+    assert "ONLY_THIS" in names
+    assert unexpected == set()
+
+
 def test_query_running_pending_and_unknown(client, submit_job, block_gpus):
     blockers = block_gpus()
     waiting = submit_job("sleep 30", "job", "--partition=gpu", "--gres=gpu:1")
@@ -96,6 +112,7 @@ def test_poller_one_squeue_call_for_all_jobs(client, submit_job):
         poller.track(job_id, urgent=False)
     assert wait_until(lambda: all(poller.get(job_id) for job_id in jobs), 10)
     assert poller.query_count == 1
+    assert poller.position_query_count <= 1
     poller.poll_once()
     assert poller.query_count == 2
     for job_id in jobs:
