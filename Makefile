@@ -3,10 +3,13 @@ PYTHON ?= python3
 VENV ?= .venv
 VENV_PYTHON := $(VENV)/bin/python
 PYTEST_ARGS ?=
+# Enterprise Gateway 3 needs jupyter_client 6, so it gets an environment of its own.
+EG3_VENV ?= .venv-eg3
+EG3_PYTHON := $(EG3_VENV)/bin/python
 # ansible-core and ansible-lint live apart from the product's environment.
 ANSIBLE_VENV ?= .ansible-venv
 
-.PHONY: demo test lint unit cluster cluster-down venv test-packages node-client clean
+.PHONY: demo test lint unit cluster cluster-down venv eg3-venv test-packages node-client clean
 
 venv: $(VENV)/.installed
 
@@ -44,6 +47,14 @@ lint: venv
 unit: venv
 	$(VENV_PYTHON) -m pytest -m "not cluster" $(PYTEST_ARGS)
 
+$(EG3_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(EG3_VENV)
+	$(EG3_PYTHON) -m pip install --quiet --upgrade pip
+	$(EG3_PYTHON) -m pip install --quiet -e '.[eg3]'
+	touch $@
+
+eg3-venv: $(EG3_VENV)/.installed
+
 $(ANSIBLE_VENV)/.installed:
 	$(PYTHON) -m venv $(ANSIBLE_VENV)
 	$(ANSIBLE_VENV)/bin/python -m pip install --quiet 'ansible-core>=2.19,<2.20' 'ansible-lint>=26,<27'
@@ -53,8 +64,9 @@ $(ANSIBLE_VENV)/.installed:
 node-client:
 	cd examples/vscode_client && npm ci --no-audit --no-fund --loglevel=error
 
-test: cluster test-packages node-client lint $(ANSIBLE_VENV)/.installed
-	SLURMGATE_ANSIBLE_BIN=$(abspath $(ANSIBLE_VENV))/bin $(VENV_PYTHON) -m pytest $(PYTEST_ARGS)
+test: cluster test-packages node-client lint eg3-venv $(ANSIBLE_VENV)/.installed
+	SLURMGATE_ANSIBLE_BIN=$(abspath $(ANSIBLE_VENV))/bin SLURMGATE_EG3_PYTHON=$(abspath $(EG3_PYTHON)) \
+		$(VENV_PYTHON) -m pytest $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) $(ANSIBLE_VENV) build *.egg-info .pytest_cache examples/vscode_client/node_modules
+	rm -rf $(VENV) $(EG3_VENV) $(ANSIBLE_VENV) build *.egg-info .pytest_cache examples/vscode_client/node_modules

@@ -15,6 +15,7 @@ from jupyter_core.paths import ENV_JUPYTER_PATH, SYSTEM_JUPYTER_PATH, jupyter_da
 from slurmgate.slurm.request import RequestError, request_from_settings
 
 PROVISIONER_NAME = "slurm-provisioner"
+PROCESS_PROXY_CLASS = "slurmgate.provisioners.eg3.SlurmProcessProxy"
 LAUNCHER_MODULE = "slurmgate.provisioners.launcher"
 _KERNEL_NAME = re.compile(r"^[a-z0-9._-]+$", re.IGNORECASE)
 
@@ -62,15 +63,18 @@ def build_kernelspec(args: argparse.Namespace) -> dict[str, Any]:
         config["launch_timeout"] = args.launch_timeout
     if args.job_output:
         config["job_output"] = args.job_output
+    if args.gateway == "eg3":
+        # Enterprise Gateway 3 has no kernel provisioners; it reads the same
+        # settings from its process proxy stanza.
+        metadata = {"process_proxy": {"class_name": PROCESS_PROXY_CLASS, "config": config}, "debugger": False}
+    else:
+        metadata = {"kernel_provisioner": {"provisioner_name": PROVISIONER_NAME, "config": config}, "debugger": False}
     return {
         "argv": [args.python, "-m", LAUNCHER_MODULE],
         "display_name": args.display_name or f"Python 3 (Slurm {args.partition or 'default partition'})",
         "language": "python",
         "interrupt_mode": "message",
-        "metadata": {
-            "kernel_provisioner": {"provisioner_name": PROVISIONER_NAME, "config": config},
-            "debugger": False,
-        },
+        "metadata": metadata,
     }
 
 
@@ -143,6 +147,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--kernel-ip", help="address the kernel binds to: node, loopback or an IP address")
     sub.add_argument("--launch-timeout", type=float, help="seconds to wait for the kernel, queue time included")
     sub.add_argument("--job-output", help="path of the job's output file, with sbatch's % patterns")
+    sub.add_argument(
+        "--gateway", choices=("provisioner", "eg3"), default="provisioner",
+        help="kind of kernelspec: 'provisioner' for hosts with jupyter_client 8 (Kernel Gateway 3,"
+        " Jupyter Server 2, JupyterLab 4), 'eg3' for Enterprise Gateway 3's process proxy (default: provisioner)",
+    )
     sub.add_argument("--python", default=sys.executable, help="Python interpreter on the compute nodes (default: this one)")
     where = sub.add_mutually_exclusive_group()
     where.add_argument("--user", action="store_true", help="install for the current user")

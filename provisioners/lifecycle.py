@@ -89,6 +89,17 @@ class KernelJob:
         self._last_seen: tuple[str, str] | None = None
         self._final: JobInfo | None = None
 
+    def adopt(self, job_id: str, connection_info: dict[str, Any], reply: str | None = None) -> None:
+        """Track a job that an earlier gateway process launched, with its known connection info.
+
+        ``reply`` is the job's comment as that gateway accepted it; later
+        comments are then treated as second replies and ignored.
+        """
+        self.job_id = str(job_id)
+        self.connection_info = dict(connection_info) if connection_info else None
+        self._accepted_reply = reply
+        self.poller.track(self.job_id, urgent=True, interval=self.poll_interval, fast_interval=self.fast_poll_interval)
+
     def render_script(self) -> str:
         """Render the batch script; it holds no secret."""
         environment = {KERNEL_ID_ENV: self.kernel_id, KERNEL_IP_ENV: self.kernel_ip}
@@ -301,5 +312,9 @@ class KernelJob:
         return status
 
     def state_for_persistence(self) -> dict[str, Any]:
-        """Return what a gateway must save to find this kernel's job again."""
-        return {"job_id": self.job_id, "kernel_id": self.kernel_id, "user": self.user}
+        """Return what a gateway must save to find this kernel's job again (nothing secret).
+
+        ``reply`` is the accepted sealed reply, which :meth:`adopt` needs to
+        recognise the job's comment after a gateway restart.
+        """
+        return {"job_id": self.job_id, "kernel_id": self.kernel_id, "user": self.user, "reply": self._accepted_reply}

@@ -19,23 +19,19 @@ from __future__ import annotations
 import asyncio
 import re
 import signal
-import time
 from typing import Any
 
 from jupyter_client.provisioning.provisioner_base import KernelProvisionerBase
 from tornado import web
 from traitlets import TraitError
 
-from slurmgate.slurm.client import SlurmClient, SlurmError
+from slurmgate.slurm.client import SlurmClient
 from slurmgate.slurm.poller import JobPoller
-from slurmgate.slurm.policy import apply_client_request
-from slurmgate.slurm.request import JobRequest, RequestError, request_from_settings
 
 from .config import SlurmKernelConfig
-from .lifecycle import KernelJob, LaunchError, LaunchTimeout
+from .launch import build_job_request, http_error, job_environment, requested_launch_timeout
+from .lifecycle import KernelJob, LaunchError
 
-# The jupyter_client API fixes these names; the rest is configuration.
-_KERNEL_ENV_PREFIX = "KERNEL_"
 # Fields of the kernelspec's argv that are filled in; others stay as written.
 _ARGV_FIELD = re.compile(r"\{([A-Za-z0-9_]+)\}")
 
@@ -75,47 +71,14 @@ class SlurmProvisioner(KernelProvisionerBase, SlurmKernelConfig):  # type: ignor
     def _poller(self) -> JobPoller:
         return JobPoller.shared(self._client(), interval=self.poll_interval, fast_interval=self.fast_poll_interval)
 
-    def build_request(self, env: dict[str, str], cwd: str | None, known_partitions: tuple[str, ...] = ()) -> JobRequest:
-        """Build the job request from the kernelspec, the configuration and the start request.
-
-        The start request's KERNEL_* variables replace the kernelspec's values
-        where the policy allows. Raises HTTP 400 naming the field, the value
-        and the fix when the request is malformed or over a limit; nothing
-        has been submitted then.
-        """
-        settings = {
-            "partition": self.partition,
-            "gpus": self.gpus,
-            "gpu_type": self.gpu_type,
-            "cpus": self.cpus,
-            "memory": self.memory,
-            "walltime": self.walltime,
-            "account": self.account,
-            "qos": self.qos,
-            "reservation": self.reservation,
-            "constraint": self.constraint,
-            "output": self.job_output,
-            "working_dir": env.get("KERNEL_WORKING_DIR") or cwd or self.working_dir,
-            "extra_directives": self.extra_directives,
-            "signal_lead_s": self.signal_lead or None,
-        }
-        try:
-            policy = self.policy()
-            settings = apply_client_request(settings, env, policy, fixed_by=f"kernelspec {self.kernel_spec.display_name!r}")
-            request = request_from_settings(self.job_name_prefix + self.kernel_id, settings)
-            policy.check(request, known_partitions)
-            return request
-        except RequestError as error:
-            message = f"kernel {self.kernel_id} ({self.kernel_spec.display_name}): {error}"
-            raise web.HTTPError(400, message, reason="Invalid Slurm kernel request") from error
-
     async def pre_launch(self, **kwargs: Any) -> dict[str, Any]:
         """Check the request and format the command; called by KernelManager.pre_start_kernel."""
         kwargs = await super().pre_launch(**kwargs)
         env = kwargs["env"]
-        known = await asyncio.to_thread(_known_partitions, self._client())
-        self._request = self.build_request(env, kwargs.get("cwd"), known)
-        self._launch_timeout(env)
+        known = await asyncio.to_thread(self._client().known_partitions)
+        display_name = self.kernel_spec.display_name
+        self._request = build_job_request(self, self.kernel_id, display_name, env, kwargs.get("cwd"), known)
+        requested_launch_timeout(self, self.kernel_id, env, self.launch_timeout)
         self._launch_env = env
         substitutions = {"kernel_id": self.kernel_id, "resource_dir": self.kernel_spec.resource_dir}
         kwargs["cmd"] = [
@@ -124,30 +87,6 @@ class SlurmProvisioner(KernelProvisionerBase, SlurmKernelConfig):  # type: ignor
         ]
         return kwargs
 
-    def _launch_timeout(self, env: dict[str, str]) -> float:
-        value = env.get("KERNEL_LAUNCH_TIMEOUT")
-        if not value:
-            return self.launch_timeout
-        try:
-            timeout = float(value)
-        except ValueError:
-            timeout = -1.0
-        if not timeout > 0:
-            message = f"kernel {self.kernel_id}: invalid KERNEL_LAUNCH_TIMEOUT {value!r}; expected seconds, such as 120"
-            raise web.HTTPError(400, message, reason="Invalid Slurm kernel request")
-        if timeout > self.max_launch_timeout:
-            message = (
-                f"kernel {self.kernel_id}: KERNEL_LAUNCH_TIMEOUT {value!r} is over this gateway's limit of"
-                f" {self.max_launch_timeout:g} s; ask for {self.max_launch_timeout:g} or less"
-            )
-            raise web.HTTPError(400, message, reason="Invalid Slurm kernel request")
-        return timeout
-
-    def _job_environment(self, env: dict[str, str]) -> dict[str, str]:
-        passthrough = {name: env[name] for name in self.env_passthrough if name in env}
-        passthrough.update({name: value for name, value in env.items() if name.startswith(_KERNEL_ENV_PREFIX)})
-        return passthrough
-
     async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> dict[str, Any]:
         """Submit the job, wait for the kernel's reply and return its connection info.
 
@@ -155,7 +94,7 @@ class SlurmProvisioner(KernelProvisionerBase, SlurmKernelConfig):  # type: ignor
         before the error propagates, so no job outlives a failed start.
         """
         env = self._launch_env
-        timeout = self._launch_timeout(env)
+        timeout = requested_launch_timeout(self, self.kernel_id, env, self.launch_timeout)
         key = self.parent.session.key
         job = KernelJob(
             self.kernel_id,
@@ -165,7 +104,7 @@ class SlurmProvisioner(KernelProvisionerBase, SlurmKernelConfig):  # type: ignor
             self._poller(),
             connection_key=key.decode(),
             kernel_ip="loopback" if self.ssh_tunnel else self.kernel_ip,
-            passthrough=self._job_environment(env),
+            passthrough=job_environment(self, env),
             prologue=self.script_prologue,
             user=env.get("KERNEL_USERNAME"),
             logger=self.log,
@@ -190,7 +129,7 @@ class SlurmProvisioner(KernelProvisionerBase, SlurmKernelConfig):  # type: ignor
             self.kernel_job = None
             if isinstance(error, LaunchError):
                 self.end_reason = str(error)
-                raise _http_error(error) from error
+                raise http_error(error) from error
             raise
         self.connection_info = {
             "ip": info["ip"],
@@ -298,35 +237,3 @@ class SlurmProvisioner(KernelProvisionerBase, SlurmKernelConfig):  # type: ignor
     def get_shutdown_wait_time(self, recommended: float = 5.0) -> float:
         """Allow for the poll interval: the job's end shows up one squeue call late."""
         return max(recommended, 2 * self.fast_poll_interval + 1.0)
-
-
-def _http_error(error: LaunchError) -> web.HTTPError:
-    """Wrap a launch failure so that Jupyter Server and Kernel Gateway show its message.
-
-    Both answer "Unhandled error" or "Unknown server error" for any other
-    exception type. The message goes out unformatted, as the handlers do.
-    """
-    if isinstance(error, LaunchTimeout):
-        return web.HTTPError(503, str(error), reason="Slurm kernel launch timed out")
-    return web.HTTPError(500, str(error), reason="Slurm kernel launch failed")
-
-
-_PARTITIONS_TTL = 60.0
-_partitions_cache: dict[tuple, tuple[float, tuple[str, ...]]] = {}
-
-
-def _known_partitions(client: SlurmClient) -> tuple[str, ...]:
-    """Return the cluster's partitions, cached for a minute; empty when sinfo fails.
-
-    An empty result only skips the early check: sbatch still rejects an
-    unknown partition.
-    """
-    cached = _partitions_cache.get(client.key)
-    if cached and time.monotonic() - cached[0] < _PARTITIONS_TTL:
-        return cached[1]
-    try:
-        partitions = client.partitions()
-    except SlurmError:
-        return ()
-    _partitions_cache[client.key] = (time.monotonic(), partitions)
-    return partitions

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import time
 from typing import Iterable, Mapping
 
 from .jobs import JobInfo
@@ -25,6 +26,8 @@ log = logging.getLogger(__name__)
 _JOB_ID = re.compile(r"^\d+(_\d+)?$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _UNKNOWN_JOB = "Invalid job id specified"
+# Partition lists per cluster access, with the time they were read.
+_PARTITIONS_CACHE: dict[tuple, tuple[float, tuple[str, ...]]] = {}
 
 
 class SlurmError(RuntimeError):
@@ -190,6 +193,23 @@ class SlurmClient:
         for job_id, partition, _priority in sorted(rows, key=lambda row: (-row[2], _sort_key(row[0]))):
             queue.setdefault(partition, []).append(job_id)
         return queue
+
+    def known_partitions(self, max_age: float = 60.0) -> tuple[str, ...]:
+        """Return :meth:`partitions`, cached for ``max_age`` seconds; empty when sinfo fails.
+
+        An empty result only skips the gateway's early check of a requested
+        partition: sbatch still rejects an unknown one.
+        """
+        cached = _PARTITIONS_CACHE.get(self.key)
+        if cached and time.monotonic() - cached[0] < max_age:
+            return cached[1]
+        try:
+            partitions = self.partitions()
+        except SlurmError as error:
+            log.debug("sinfo failed; partitions are not checked before submission: %s", error)
+            return ()
+        _PARTITIONS_CACHE[self.key] = (time.monotonic(), partitions)
+        return partitions
 
     def partitions(self) -> tuple[str, ...]:
         """Return the names of the cluster's partitions, as ``sinfo`` lists them."""

@@ -43,3 +43,31 @@ def test_install_rejects_bad_settings(tmp_path, capsys, options, message):
 def test_install_rejects_bad_name(tmp_path, capsys):
     assert main(["install", "--name", "../evil", "--prefix", str(tmp_path)]) == 1
     assert "invalid kernel name '../evil'" in capsys.readouterr().err
+
+
+def test_install_eg3_writes_process_proxy_config(tmp_path):
+    code = main(["install", "--gateway", "eg3", "--name", "slurm-gpu", "--partition", "gpu", "--gpus", "1",
+                 "--launch-timeout", "600", "--python", "/opt/eg3/bin/python", "--prefix", str(tmp_path)])
+    assert code == 0
+    spec = json.loads((tmp_path / "share/jupyter/kernels/slurm-gpu/kernel.json").read_text())
+    assert spec["argv"] == ["/opt/eg3/bin/python", "-m", "slurmgate.provisioners.launcher"]
+    assert spec["interrupt_mode"] == "message"
+    assert "kernel_provisioner" not in spec["metadata"]
+    proxy = spec["metadata"]["process_proxy"]
+    assert proxy["class_name"] == "slurmgate.provisioners.eg3.SlurmProcessProxy"
+    assert proxy["config"] == {"partition": "gpu", "gpus": 1, "launch_timeout": 600.0}
+
+
+def test_install_eg3_validates_like_default(tmp_path, capsys):
+    assert main(["install", "--gateway", "eg3", "--name", "bad", "--memory", "16 GB", "--prefix", str(tmp_path)]) == 1
+    assert "invalid memory size '16 GB'" in capsys.readouterr().err
+    assert not (tmp_path / "share/jupyter/kernels/bad").exists()
+
+
+def test_install_default_gateway_is_provisioner(capsys):
+    options = ["install", "--name", "slurm-cpu", "--partition", "cpu", "--python", "/opt/venv/bin/python", "--dry-run"]
+    assert main(options) == 0
+    implicit = capsys.readouterr().out
+    assert main([*options, "--gateway", "provisioner"]) == 0
+    assert capsys.readouterr().out == implicit
+    assert json.loads(implicit)["metadata"]["kernel_provisioner"]["provisioner_name"] == "slurm-provisioner"
