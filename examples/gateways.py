@@ -111,10 +111,11 @@ def start_enterprise_gateway(
     return gateway
 
 
-def start_jupyterlab(gateway: Gateway, root_dir: Path, log_path: Path) -> GatewayProcess:
+def start_jupyterlab(gateway: Gateway, root_dir: Path, log_path: Path, env: dict[str, str] | None = None) -> GatewayProcess:
     """Start JupyterLab in gateway mode (``--gateway-url``) on a free loopback port.
 
-    The returned process's ``gateway`` talks to Lab itself, with Lab's own token.
+    The returned process's ``gateway`` talks to Lab itself, with Lab's own
+    token. Lab sends its own KERNEL_USERNAME to the gateway, so ``env`` may set it.
     """
     port = free_port()
     token = secrets.token_hex(16)
@@ -126,7 +127,7 @@ def start_jupyterlab(gateway: Gateway, root_dir: Path, log_path: Path) -> Gatewa
         # A Slurm kernel may wait in the queue: the start request must outlast the launch.
         "--GatewayClient.request_timeout=320", "--GatewayClient.connect_timeout=320",
     ]
-    env = dict(os.environ, KERNEL_LAUNCH_TIMEOUT="300")
+    env = dict(os.environ, KERNEL_LAUNCH_TIMEOUT="300", **(env or {}))
     log_file = open(log_path, "w")
     process = subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     log_file.close()

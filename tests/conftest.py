@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -101,3 +102,55 @@ async def make_manager(slurm_cluster, kernelspec_prefix, tmp_path):
     for manager in managers:
         if manager.has_kernel and await manager.is_alive():
             await manager.shutdown_kernel(now=True)
+
+
+@pytest.fixture(scope="module")
+def eg3_python() -> str:
+    """The Python of the Enterprise Gateway 3.3 environment, checked to import the process proxy."""
+    python = os.environ.get("SLURMGATE_EG3_PYTHON")
+    if not python:
+        pytest.fail(
+            "SLURMGATE_EG3_PYTHON is not set: it names the Python of the Enterprise Gateway 3.3"
+            " environment, which 'make test' creates in .venv-eg3 and passes to pytest"
+        )
+    check = subprocess.run(
+        [python, "-c", "import enterprise_gateway, slurmgate.provisioners.eg3; print(enterprise_gateway.__version__)"],
+        capture_output=True, text=True,
+    )
+    if check.returncode != 0:
+        pytest.fail(f"{python} cannot import Enterprise Gateway and slurmgate's process proxy: {check.stderr.strip()}")
+    assert check.stdout.startswith("3."), f"Enterprise Gateway 3 expected, found {check.stdout.strip()}"
+    return python
+
+
+@pytest.fixture(scope="module")
+def eg3_kernelspec_prefix(eg3_python, tmp_path_factory) -> Path:
+    """A Jupyter data directory with Enterprise Gateway kernelspecs slurm-cpu and slurm-gpu."""
+    prefix = tmp_path_factory.mktemp("eg3-prefix")
+    logs = tmp_path_factory.mktemp("eg3-job-output")
+    from slurmgate.provisioners.kernelspec import main
+
+    common = ["--gateway", "eg3", "--python", eg3_python, "--prefix", str(prefix), "--job-output", f"{logs}/kernel-%j.log"]
+    assert main(["install", "--name", "slurm-cpu", "--partition", "cpu", *common]) == 0
+    assert main(["install", "--name", "slurm-gpu", "--partition", "gpu", "--gpus", "1", *common]) == 0
+    return prefix / "share" / "jupyter"
+
+
+@pytest.fixture(scope="module", params=["kernelgateway", "eg3"])
+def any_gateway(request, slurm_cluster, tmp_path_factory):
+    """Kernel Gateway 3, then Enterprise Gateway 3.3, each with slurm-cpu and slurm-gpu kernelspecs."""
+    from gateways import start_enterprise_gateway, start_kernel_gateway
+
+    log = tmp_path_factory.mktemp(request.param) / "gateway.log"
+    if request.param == "kernelgateway":
+        process = start_kernel_gateway(request.getfixturevalue("kernelspec_prefix"), log)
+    else:
+        python = request.getfixturevalue("eg3_python")
+        # The tests run as root, which Enterprise Gateway rejects by default. A
+        # production gateway runs as a service user; clients such as VS Code
+        # send no KERNEL_USERNAME, so the gateway's own user is checked.
+        rejected = ["--EnterpriseGatewayApp.unauthorized_users=nobody-at-all"]
+        process = start_enterprise_gateway(python, request.getfixturevalue("eg3_kernelspec_prefix"), log, extra_args=rejected)
+    process.kind = request.param
+    yield process
+    process.stop()

@@ -9,7 +9,6 @@ its default of rejecting kernels for root, the user the tests run as.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -27,25 +26,6 @@ pytestmark = [pytest.mark.cluster, pytest.mark.gateway]
 
 PROCESS_PROXY_CLASS = "slurmgate.provisioners.eg3.SlurmProcessProxy"
 USER_ENV = {"KERNEL_USERNAME": "slurmgate-test"}
-
-
-@pytest.fixture(scope="module")
-def eg3_python() -> str:
-    """The Python of the Enterprise Gateway 3.3 environment, checked to import the process proxy."""
-    python = os.environ.get("SLURMGATE_EG3_PYTHON")
-    if not python:
-        pytest.fail(
-            "SLURMGATE_EG3_PYTHON is not set: it names the Python of the Enterprise Gateway 3.3"
-            " environment, which 'make test' creates in .venv-eg3 and passes to pytest"
-        )
-    check = subprocess.run(
-        [python, "-c", "import enterprise_gateway, slurmgate.provisioners.eg3; print(enterprise_gateway.__version__)"],
-        capture_output=True, text=True,
-    )
-    if check.returncode != 0:
-        pytest.fail(f"{python} cannot import Enterprise Gateway and slurmgate's process proxy: {check.stderr.strip()}")
-    assert check.stdout.startswith("3."), f"Enterprise Gateway 3 expected, found {check.stdout.strip()}"
-    return python
 
 
 def _edit_kernelspec(kernels: Path, source: str, name: str, change) -> None:

@@ -7,7 +7,7 @@ import shutil
 import nbformat
 import pytest
 
-from gateways import start_jupyterlab, start_kernel_gateway
+from gateways import start_jupyterlab
 
 pytestmark = [pytest.mark.cluster, pytest.mark.gateway]
 
@@ -24,21 +24,15 @@ def kernel_channels(sockets: list[dict]) -> list[dict]:
     return [record for record in sockets if "/api/kernels/" in record["url"] and "/channels" in record["url"]]
 
 
-@pytest.fixture(scope="module")
-def kernel_gateway_for_lab(slurm_cluster, kernelspec_prefix, tmp_path_factory):
-    process = start_kernel_gateway(kernelspec_prefix, tmp_path_factory.mktemp("kg-lab") / "gateway.log")
-    yield process
-    process.stop()
-
-
 @pytest.fixture
-def lab(kernel_gateway_for_lab, tmp_path):
+def lab(any_gateway, tmp_path):
     notebook = nbformat.v4.new_notebook(
         cells=[nbformat.v4.new_code_cell(PROBE)],
         metadata={"kernelspec": {"name": "slurm-cpu", "display_name": "Python 3 (Slurm cpu)", "language": "python"}},
     )
     nbformat.write(notebook, tmp_path / "probe.ipynb")
-    process = start_jupyterlab(kernel_gateway_for_lab.gateway, tmp_path, tmp_path / "lab.log")
+    # Enterprise Gateway rejects kernels for root, the user the tests run as.
+    process = start_jupyterlab(any_gateway.gateway, tmp_path, tmp_path / "lab.log", env={"KERNEL_USERNAME": "slurmgate-test"})
     yield process
     for model in process.gateway.request("GET", "/api/sessions"):
         process.gateway.request("DELETE", f"/api/sessions/{model['id']}")

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from gateways import start_kernel_gateway
 
 pytestmark = [pytest.mark.cluster, pytest.mark.gateway]
 
@@ -31,15 +30,8 @@ def run_client(url: str, token: str, kernel: str, code: str) -> dict:
     return json.loads(lines[-1])
 
 
-@pytest.fixture(scope="module")
-def kernel_gateway(slurm_cluster, kernelspec_prefix, tmp_path_factory):
-    process = start_kernel_gateway(kernelspec_prefix, tmp_path_factory.mktemp("kg-node") / "gateway.log")
-    yield process
-    process.stop()
-
-
-def test_services_client_runs_cell_on_kernel_gateway(kernel_gateway):
-    result = run_client(kernel_gateway.gateway.url, kernel_gateway.gateway.token, "slurm-cpu",
+def test_services_client_runs_cell(any_gateway):
+    result = run_client(any_gateway.gateway.url, any_gateway.gateway.token, "slurm-cpu",
                         "import os; print(os.environ['SLURM_JOB_PARTITION'], os.environ['SLURM_JOB_ID'])")
     assert "slurm-cpu" in result["kernelspecs"]
     assert result["status"] == "ok"

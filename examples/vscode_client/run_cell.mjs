@@ -56,7 +56,8 @@ async function main() {
 main().then(
   () => process.exit(0),
   (error) => {
-    console.error(`run_cell.mjs failed: ${error?.message ?? error}`);
+    const status = error?.response ? ` (HTTP ${error.response.status} ${error.response.statusText})` : "";
+    console.error(`run_cell.mjs failed${status}: ${error?.message || error}`);
     process.exit(1);
   },
 );
