@@ -9,7 +9,7 @@ EG3_PYTHON := $(EG3_VENV)/bin/python
 # ansible-core and ansible-lint live apart from the product's environment.
 ANSIBLE_VENV ?= .ansible-venv
 
-.PHONY: demo test lint unit cluster cluster-down venv eg3-venv test-packages node-client clean
+.PHONY: demo test lint unit cluster cluster-down venv eg3-venv test-packages sshd-package node-client clean
 
 venv: $(VENV)/.installed
 
@@ -25,10 +25,14 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 # Debian's Chromium for the browser tests (Playwright drives it, no browser
-# download) and OpenSSH's server for the tunnel tests.
-test-packages:
-	@{ command -v chromium && test -x /usr/sbin/sshd; } >/dev/null 2>&1 || { apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium openssh-server; }
+# download) and OpenSSH's server for the tunnel tests and the EG demo.
+test-packages: sshd-package
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; }
+
+sshd-package:
+	@test -x /usr/sbin/sshd || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssh-server; }
 
 # Installs Slurm from Debian when missing and starts a one-host cluster.
 cluster: venv
@@ -37,8 +41,17 @@ cluster: venv
 cluster-down: venv
 	$(VENV)/bin/slurmgate devcluster down
 
+# GATEWAY=eg3 runs the demo through Enterprise Gateway 3.3, with the kernel's
+# channels tunnelled over SSH through a loopback sshd.
+GATEWAY ?= kernelgateway
+
 demo: cluster
+ifeq ($(GATEWAY),eg3)
+	$(MAKE) eg3-venv sshd-package
+	$(VENV_PYTHON) examples/demo.py --gateway eg3 --eg3-python $(abspath $(EG3_PYTHON))
+else
 	$(VENV_PYTHON) examples/demo.py
+endif
 
 lint: venv
 	$(VENV_PYTHON) -m flake8 slurm provisioners lab_extension examples tests gateway_config ansible

@@ -1,8 +1,10 @@
-"""Run examples/digits.ipynb on a Slurm GPU kernel through Jupyter Kernel Gateway 3.
+"""Run examples/digits.ipynb on a Slurm GPU kernel through a Jupyter gateway.
 
 Expects the dev cluster to be up (``slurmgate devcluster up``). Installs the
 ``slurm-cpu`` and ``slurm-gpu`` kernelspecs into a temporary directory,
-starts Kernel Gateway on a free loopback port, runs each code cell of the
+starts Kernel Gateway 3 (or, with ``--gateway eg3``, Enterprise Gateway 3.3
+with the kernel's channels tunnelled through a loopback sshd) on a free
+loopback port, runs each code cell of the
 notebook through the gateway's REST and WebSocket API, shows where the kernel
 ran, shuts it down, checks that its job left the queue, and stops the
 gateway. Exits 0 on success; on failure it names the step that failed.
@@ -21,7 +23,8 @@ from pathlib import Path
 import nbformat
 
 from gateway_client import Gateway
-from gateways import GatewayProcess, start_kernel_gateway
+from gateways import GatewayProcess, start_enterprise_gateway, start_kernel_gateway
+from sshd import start_sshd
 
 HERE = Path(__file__).resolve().parent
 PROBE = (
@@ -35,7 +38,7 @@ class StepFailed(RuntimeError):
     """A demo step failed; the message names the step."""
 
 
-def install_kernelspecs(prefix: Path, job_output: str) -> Path:
+def install_kernelspecs(prefix: Path, job_output: str, extra: list[str]) -> Path:
     """Install the cpu and gpu kernelspecs under ``prefix``; return the Jupyter data path."""
     specs = [
         ["--name", "slurm-cpu", "--display-name", "Python 3 (Slurm CPU)", "--partition", "cpu"],
@@ -44,7 +47,7 @@ def install_kernelspecs(prefix: Path, job_output: str) -> Path:
     for spec in specs:
         subprocess.run(
             [sys.executable, "-m", "slurmgate.provisioners.kernelspec", "install", *spec,
-             "--prefix", str(prefix), "--job-output", job_output],
+             "--prefix", str(prefix), "--job-output", job_output, *extra],
             check=True,
         )
     return prefix / "share" / "jupyter"
@@ -56,10 +59,10 @@ def queued_jobs(job_id: str) -> str:
     return subprocess.run(argv, capture_output=True, text=True).stdout.strip()
 
 
-def run_notebook(gateway: Gateway, notebook: Path, kernel_name: str) -> None:
+def run_notebook(gateway: Gateway, notebook: Path, kernel_name: str, env: dict[str, str]) -> None:
     """Start a kernel, run the notebook's code cells and the probe, then shut the kernel down."""
     print(f"\n== starting a {kernel_name} kernel (it waits in the Slurm queue if the GPUs are busy)")
-    model = gateway.start_kernel(kernel_name, timeout=60)
+    model = gateway.start_kernel(kernel_name, env=env, timeout=600)
     kernel_id = model["id"]
 
     def show(status: dict) -> None:
@@ -95,26 +98,50 @@ def run_notebook(gateway: Gateway, notebook: Path, kernel_name: str) -> None:
     print(f"Slurm job {job_id} has left the queue")
 
 
+def start_gateway(args: argparse.Namespace, workdir: Path) -> tuple[GatewayProcess, dict[str, str], object]:
+    """Install the kernelspecs and start the chosen gateway; return it, the start request's env and the sshd."""
+    job_output = str(workdir / "kernel-%j.log")
+    if args.gateway == "kernelgateway":
+        jupyter_path = install_kernelspecs(workdir / "prefix", job_output, [])
+        return start_kernel_gateway(jupyter_path, workdir / "gateway.log"), {}, None
+    if not args.eg3_python:
+        raise StepFailed("--eg3-python is required with --gateway eg3; 'make demo GATEWAY=eg3' sets it")
+    # The kernel's channels go through SSH to the node, here this host's own sshd.
+    server = start_sshd(workdir / "sshd")
+    # The kernel runs this environment's Python (with scikit-learn), not the gateway's.
+    tunnel = ["--gateway", "eg3", "--ssh-tunnel", "--ssh-node-host", "127.0.0.1",
+              "--ssh-port", str(server.port), "--ssh-key-file", str(server.client_key),
+              "--ssh-known-hosts", str(server.known_hosts)]
+    jupyter_path = install_kernelspecs(workdir / "prefix", job_output, tunnel)
+    gateway = start_enterprise_gateway(args.eg3_python, jupyter_path, workdir / "gateway.log")
+    # Enterprise Gateway rejects kernels for root unless the request names a user.
+    return gateway, {"KERNEL_USERNAME": "slurmgate-demo"}, server
+
+
 def main() -> int:
     """Run the demo and return its exit code."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--notebook", type=Path, default=HERE / "digits.ipynb")
     parser.add_argument("--kernel", default="slurm-gpu")
+    parser.add_argument("--gateway", choices=("kernelgateway", "eg3"), default="kernelgateway",
+                        help="Kernel Gateway 3, or Enterprise Gateway 3.3 with the kernel's channels tunnelled over SSH")
+    parser.add_argument("--eg3-python", help="Python of the Enterprise Gateway 3.3 environment")
     args = parser.parse_args()
 
     step = "check the dev cluster"
     workdir = Path(tempfile.mkdtemp(prefix="slurmgate-demo-"))
     gateway: GatewayProcess | None = None
+    server = None
     try:
         if subprocess.run(["scontrol", "ping"], capture_output=True).returncode != 0:
             raise StepFailed("slurmctld does not answer 'scontrol ping'; run 'slurmgate devcluster up' as root")
-        step = "install the kernelspecs"
-        jupyter_path = install_kernelspecs(workdir / "prefix", str(workdir / "kernel-%j.log"))
-        step = "start Kernel Gateway"
-        gateway = start_kernel_gateway(jupyter_path, workdir / "gateway.log")
-        print(f"Kernel Gateway listens on {gateway.gateway.url}; kernelspecs: {', '.join(sorted(gateway.gateway.kernelspecs()))}")
+        step = f"install the kernelspecs and start {args.gateway}"
+        gateway, env, server = start_gateway(args, workdir)
+        print(f"{args.gateway} listens on {gateway.gateway.url}; kernelspecs: {', '.join(sorted(gateway.gateway.kernelspecs()))}")
         step = "run the notebook"
-        run_notebook(gateway.gateway, args.notebook, args.kernel)
+        run_notebook(gateway.gateway, args.notebook, args.kernel, env)
+        if server is not None:
+            print(f"the kernel's channels went through SSH to 127.0.0.1:{server.port} ({server.accepted_logins()} SSH login)")
     except (StepFailed, subprocess.CalledProcessError, OSError, RuntimeError, ValueError) as error:
         print(f"\ndemo failed at step '{step}': {error}", file=sys.stderr)
         if gateway is not None:
@@ -125,8 +152,10 @@ def main() -> int:
     finally:
         if gateway is not None:
             gateway.stop()
+        if server is not None:
+            server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
-    print("\ndemo finished: the notebook ran on a Slurm job through Kernel Gateway")
+    print(f"\ndemo finished: the notebook ran on a Slurm job through {args.gateway}")
     return 0
 
 

@@ -63,6 +63,7 @@ def build_kernelspec(args: argparse.Namespace) -> dict[str, Any]:
         config["launch_timeout"] = args.launch_timeout
     if args.job_output:
         config["job_output"] = args.job_output
+    config.update(_ssh_settings(args))
     if args.gateway == "eg3":
         # Enterprise Gateway 3 has no kernel provisioners; it reads the same
         # settings from its process proxy stanza.
@@ -76,6 +77,23 @@ def build_kernelspec(args: argparse.Namespace) -> dict[str, Any]:
         "interrupt_mode": "message",
         "metadata": metadata,
     }
+
+
+def _ssh_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """Return the SSH tunnel settings; raise SpecError when they are given without --ssh-tunnel."""
+    settings: dict[str, Any] = {}
+    for option in ("ssh_node_host", "ssh_port", "ssh_user", "ssh_key_file", "ssh_known_hosts", "ssh_jump_host"):
+        value = getattr(args, option)
+        if value not in (None, ""):
+            settings[option] = value
+    if settings and not args.ssh_tunnel:
+        names = ", ".join("--" + name.replace("_", "-") for name in settings)
+        raise SpecError(f"kernelspec {args.name!r}: {names} apply only with --ssh-tunnel; add it or drop them")
+    if args.ssh_tunnel:
+        settings["ssh_tunnel"] = True
+    if "ssh_port" in settings and not 0 < settings["ssh_port"] < 65536:
+        raise SpecError(f"kernelspec {args.name!r}: invalid --ssh-port {settings['ssh_port']}; expected 1 to 65535")
+    return settings
 
 
 def kernels_dir(args: argparse.Namespace) -> Path:
@@ -152,6 +170,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="kind of kernelspec: 'provisioner' for hosts with jupyter_client 8 (Kernel Gateway 3,"
         " Jupyter Server 2, JupyterLab 4), 'eg3' for Enterprise Gateway 3's process proxy (default: provisioner)",
     )
+    tunnel = sub.add_argument_group("SSH tunnel", "reach the kernel through one SSH connection per kernel")
+    tunnel.add_argument("--ssh-tunnel", action="store_true", help="bind the kernel to 127.0.0.1 on the node and tunnel its ports")
+    tunnel.add_argument("--ssh-node-host", help="host name for SSH to the node; {node} is the Slurm node name (default {node})")
+    tunnel.add_argument("--ssh-port", type=int, help="SSH port on the nodes (default 22)")
+    tunnel.add_argument("--ssh-user", help="SSH user (default: the gateway's user)")
+    tunnel.add_argument("--ssh-key-file", help="private key file (default: the SSH agent and default keys)")
+    tunnel.add_argument("--ssh-known-hosts", help="known_hosts file with the nodes' host keys (default ~/.ssh/known_hosts)")
+    tunnel.add_argument("--ssh-jump-host", help="login node to connect through, as HOST or HOST:PORT")
     sub.add_argument("--python", default=sys.executable, help="Python interpreter on the compute nodes (default: this one)")
     where = sub.add_mutually_exclusive_group()
     where.add_argument("--user", action="store_true", help="install for the current user")

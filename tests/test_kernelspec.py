@@ -40,6 +40,30 @@ def test_install_rejects_bad_settings(tmp_path, capsys, options, message):
     assert not (tmp_path / "share/jupyter/kernels/bad").exists()
 
 
+def test_install_ssh_tunnel_settings(tmp_path):
+    code = main(["install", "--name", "tunnelled", "--ssh-tunnel", "--ssh-node-host", "{node}.hpc.example",
+                 "--ssh-port", "2222", "--ssh-known-hosts", "/etc/ssh/ssh_known_hosts", "--ssh-jump-host", "login:22",
+                 "--prefix", str(tmp_path)])
+    assert code == 0
+    config = json.loads((tmp_path / "share/jupyter/kernels/tunnelled/kernel.json").read_text())["metadata"]["kernel_provisioner"]["config"]
+    assert config == {
+        "ssh_tunnel": True, "ssh_node_host": "{node}.hpc.example", "ssh_port": 2222,
+        "ssh_known_hosts": "/etc/ssh/ssh_known_hosts", "ssh_jump_host": "login:22",
+    }
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--ssh-port", "2222"], "--ssh-port apply only with --ssh-tunnel"),
+        (["--ssh-tunnel", "--ssh-port", "70000"], "invalid --ssh-port 70000"),
+    ],
+)
+def test_install_rejects_bad_ssh_settings(tmp_path, capsys, options, message):
+    assert main(["install", "--name", "bad", "--prefix", str(tmp_path), *options]) == 1
+    assert message in capsys.readouterr().err
+
+
 def test_install_rejects_bad_name(tmp_path, capsys):
     assert main(["install", "--name", "../evil", "--prefix", str(tmp_path)]) == 1
     assert "invalid kernel name '../evil'" in capsys.readouterr().err
