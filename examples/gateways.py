@@ -97,7 +97,7 @@ def start_enterprise_gateway(
     token = secrets.token_hex(16)
     process_env = dict(os.environ, JUPYTER_PATH=str(jupyter_path), EG_AUTH_TOKEN=token, **(env or {}))
     argv = [
-        str(python), "-m", "enterprise_gateway",
+        str(python), "-m", "slurmgate.provisioners.eg3_app",
         f"--config={CONFIG_DIR / 'jupyter_enterprise_gateway_config.py'}",
         "--EnterpriseGatewayApp.ip=127.0.0.1",
         f"--EnterpriseGatewayApp.port={port}",

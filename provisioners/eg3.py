@@ -76,6 +76,7 @@ class SlurmProcessProxy(RemoteProcessProxy):
         self.kernel_job: KernelJob | None = None
         self.job_id: str | None = None
         self.end_reason: str | None = None
+        self.launch_user: str | None = None
         self.tunnel: KernelTunnel | None = None
         self._node = ""
         self._timeout = self.settings.launch_timeout if self.timeout_configured else float(self.kernel_launch_timeout)
@@ -153,14 +154,23 @@ class SlurmProcessProxy(RemoteProcessProxy):
         self.kernel_manager.session.key = self._key.encode()
         job = self._new_job(request, list(kernel_cmd), self._key, env.get("KERNEL_USERNAME"), self.job_environment(env))
         self.kernel_job = job
+        self.launch_user = env.get("KERNEL_USERNAME")
+        LAUNCHES.register(self)
+        submission = asyncio.ensure_future(asyncio.to_thread(job.submit))
         try:
-            self.job_id = await asyncio.to_thread(job.submit)
+            self.job_id = await asyncio.shield(submission)
             await self.confirm_remote_startup()
         except BaseException as error:
+            # A start cancelled while sbatch runs must still cancel the job sbatch creates.
+            if not submission.done():
+                await asyncio.wait([submission])
+            self.job_id = job.job_id
             # KernelJob cancels the job itself before it raises LaunchTimeout.
             await asyncio.to_thread(self._abandon_launch, job, isinstance(error, LaunchTimeout))
             if isinstance(error, LaunchError):
                 self.end_reason = str(error)
+            LAUNCHES.unregister(self)
+            if isinstance(error, LaunchError):
                 raise http_error(error) from error
             raise
         return self
@@ -312,6 +322,7 @@ class SlurmProcessProxy(RemoteProcessProxy):
                 self.end_reason = self.end_reason or f"Slurm job {job.job_id} was cancelled when the kernel was cleaned up"
             job.release()
             self.kernel_job = None
+        LAUNCHES.unregister(self)
         super().cleanup()
 
     def slurm_status(self) -> dict[str, Any]:
@@ -437,3 +448,50 @@ def _signal_name(signum: int) -> str:
         return signal.Signals(signum).name.removeprefix("SIG")
     except ValueError:
         return str(signum)
+
+
+class LaunchRegistry:
+    """The Slurm kernels of this gateway by kernel id, for the ``/api/slurm/kernels`` route.
+
+    Enterprise Gateway 3 registers a kernel only once it runs, so while the
+    start request blocks in the queue, this registry is where a client finds
+    the job's state. Kernels that ended keep their last status for a while
+    (the newest ``keep_ended`` of them), so a client polling a failed launch
+    learns why it failed.
+    """
+
+    def __init__(self, keep_ended: int = 200):
+        self.keep_ended = keep_ended
+        self._live: dict[str, SlurmProcessProxy] = {}
+        self._ended: dict[str, dict[str, Any]] = {}
+
+    def register(self, proxy: "SlurmProcessProxy") -> None:
+        """Track a kernel from the start of its launch."""
+        self._live[proxy.kernel_id] = proxy
+        self._ended.pop(proxy.kernel_id, None)
+
+    def unregister(self, proxy: "SlurmProcessProxy") -> None:
+        """Keep the last status of a kernel whose launch failed or which was cleaned up."""
+        if self._live.get(proxy.kernel_id) is proxy:
+            del self._live[proxy.kernel_id]
+            self._ended[proxy.kernel_id] = self._describe(proxy)
+            while len(self._ended) > self.keep_ended:
+                self._ended.pop(next(iter(self._ended)))
+
+    @staticmethod
+    def _describe(proxy: "SlurmProcessProxy") -> dict[str, Any]:
+        return {"id": proxy.kernel_id, "user": proxy.launch_user, "slurm": proxy.slurm_status()}
+
+    def get(self, kernel_id: str) -> dict[str, Any] | None:
+        """Return a kernel's id, user and ``slurm`` status, or None for an unknown id."""
+        proxy = self._live.get(kernel_id)
+        return self._describe(proxy) if proxy is not None else self._ended.get(kernel_id)
+
+    def for_user(self, user: str | None) -> list[dict[str, Any]]:
+        """Return every kernel that is starting, running or recently ended, of ``user`` if given."""
+        kernels = [self._describe(proxy) for proxy in self._live.values()]
+        kernels += [status for kernel_id, status in self._ended.items() if kernel_id not in self._live]
+        return [kernel for kernel in kernels if user is None or kernel["user"] == user]
+
+
+LAUNCHES = LaunchRegistry()

@@ -59,7 +59,7 @@ def block_gpus(submit_job):
 
     def block(count: int = 2) -> list[str]:
         ids = [submit_job("sleep 600", "blocker", "--partition=gpu", "--gres=gpu:1") for _ in range(count)]
-        running = wait_until(lambda: len(squeue_ids("--states=RUNNING", f"--jobs={','.join(ids)}")) == count, 15)
+        running = wait_until(lambda: len(squeue_ids("--states=RUNNING", f"--jobs={','.join(ids)}")) == count, 30)
         assert running, f"GPU blocker jobs {ids} did not start"
         return ids
 

@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
 
 import pytest
 
-from gateway_client import GatewayError
+from gateway_client import Gateway, GatewayError
 from gateways import start_enterprise_gateway
 from sshd import start_sshd
 from support import squeue_ids, wait_until
@@ -260,6 +261,67 @@ def test_tunnelled_kernel_survives_ssh_drop(enterprise_gateway, ssh_server):
         channels.close()
         gateway.shutdown(kernel_id)
     assert wait_until(lambda: not job_fields(kernel_id), 2)
+
+
+def test_pending_status_route_while_queued(enterprise_gateway, block_gpus):
+    blockers = block_gpus()
+    gateway = enterprise_gateway.gateway
+    kernel_id = str(uuid.uuid4())
+    started: dict = {}
+
+    def start():
+        try:
+            started["model"] = gateway.start_kernel("slurm-gpu", env={**USER_ENV, "KERNEL_ID": kernel_id}, timeout=120)
+        except Exception as error:  # noqa: BLE001 - the main thread reports it
+            started["error"] = error
+
+    thread = threading.Thread(target=start)
+    thread.start()
+    try:
+        def pending_with_reason():
+            try:
+                kernel = gateway.request("GET", f"/api/slurm/kernels/{kernel_id}")
+            except GatewayError:
+                return None
+            status = kernel["slurm"]
+            # The estimate appears once Slurm's backfill pass has seen the job.
+            complete = status.get("reason") == "Resources" and status.get("queue_position") and status.get("estimated_start")
+            return kernel if complete else None
+
+        kernel = wait_until(pending_with_reason, 30, interval=0.3)
+        assert kernel, "the route never showed the job pending with reason Resources"
+        assert kernel["user"] == USER_ENV["KERNEL_USERNAME"]
+        assert kernel["slurm"]["state"] == "PENDING"
+        assert kernel["slurm"]["partition"] == "gpu"
+        assert kernel["slurm"]["queue_position"] == 1
+        assert kernel["slurm"]["estimated_start"] is not None
+        mine = gateway.request("GET", f"/api/slurm/kernels?user={USER_ENV['KERNEL_USERNAME']}")
+        assert kernel_id in [entry["id"] for entry in mine]
+        assert gateway.request("GET", "/api/slurm/kernels?user=somebody-else") == []
+        assert thread.is_alive()
+
+        subprocess.run(["scancel", blockers[0]], check=True)
+        thread.join(90)
+        assert "error" not in started, started.get("error")
+        assert started["model"]["id"] == kernel_id
+        assert started["model"]["slurm"]["state"] == "RUNNING"
+    finally:
+        thread.join(120)
+        if "model" in started:
+            gateway.shutdown(kernel_id)
+
+
+def test_pending_status_route_unknown_kernel(enterprise_gateway):
+    with pytest.raises(GatewayError) as caught:
+        enterprise_gateway.gateway.request("GET", f"/api/slurm/kernels/{uuid.uuid4()}")
+    assert caught.value.status == 404
+
+
+def test_pending_status_route_needs_token(enterprise_gateway):
+    anonymous = Gateway(enterprise_gateway.gateway.url)
+    with pytest.raises(GatewayError) as caught:
+        anonymous.request("GET", "/api/slurm/kernels")
+    assert caught.value.status in (401, 403)
 
 
 def test_root_refused_before_submission(enterprise_gateway):

@@ -65,7 +65,9 @@ def test_pending_status_readable_while_queued(kernel_gateway, block_gpus):
     try:
         def pending_with_reason():
             status = gateway.kernel(kernel_id).get("slurm", {})
-            return status if status.get("reason") == "Resources" and status.get("queue_position") else None
+            # The estimate appears once Slurm's backfill pass has seen the job.
+            complete = status.get("reason") == "Resources" and status.get("queue_position") and status.get("estimated_start")
+            return status if complete else None
 
         status = wait_until(pending_with_reason, 20, interval=0.3)
         assert status, gateway.kernel(kernel_id)
