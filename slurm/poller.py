@@ -45,7 +45,7 @@ class JobPoller:
         self,
         client: SlurmClient,
         interval: float = 5.0,
-        fast_interval: float = 0.5,
+        fast_interval: float = 0.25,
         max_backoff: float = 60.0,
     ):
         self.client = client
