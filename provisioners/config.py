@@ -9,6 +9,7 @@ variable its help names, read when the trait is first used.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 
 from traitlets import Bool, Dict, Float, Integer, List, TraitError, Unicode, default, validate
@@ -23,6 +24,9 @@ ENV_PREFIX = "SLURMGATE_"
 # configures another list. Secrets and the gateway's own tokens are never
 # among them: a job sees only the names listed here and the launch's own.
 DEFAULT_ENV_PASSTHROUGH = ["PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ"]
+
+# Request fields clients may set unless the site configures otherwise.
+DEFAULT_CLIENT_FIELDS = ("partition", "gpus", "cpus", "memory", "walltime", "constraint")
 
 
 def _env(name: str, fallback: str = "") -> str:
@@ -215,7 +219,13 @@ class SlurmKernelConfig(LoggingConfigurable):
     @validate("kernel_ip")
     def _validate_kernel_ip(self, proposal):
         value = proposal["value"]
-        if value in ("0.0.0.0", "::", "*"):
+        if value in ("node", "loopback"):
+            return value
+        try:
+            address = ipaddress.ip_address(value)
+        except ValueError:
+            raise TraitError(f"invalid kernel_ip {value!r}; use 'node', 'loopback' or one IP address of the node") from None
+        if address.is_unspecified:
             raise TraitError(
                 f"kernel_ip {value!r} would expose the kernel on every interface;"
                 " use 'node', 'loopback' or one address of the node"
@@ -336,13 +346,16 @@ class SlurmKernelConfig(LoggingConfigurable):
         Unicode(),
         config=True,
         help="Request fields a client may set per kernel with KERNEL_* variables in the start"
-        f" request, within the limits. Default: all of {', '.join(CLIENT_FIELDS)}."
+        f" request, within the limits; valid fields are {', '.join(CLIENT_FIELDS)}. Default:"
+        f" {', '.join(DEFAULT_CLIENT_FIELDS)}; account, qos and reservation charge or"
+        " prioritise jobs and are the admin's to open. KERNEL_LAUNCH_TIMEOUT (bounded by"
+        " max_launch_timeout) and KERNEL_WORKING_DIR are always accepted."
         " (SLURMGATE_CLIENT_OVERRIDES env var, comma-separated; empty string allows none)",
     )
 
     @default("client_overrides")
     def _client_overrides_default(self):
-        return _env_list("CLIENT_OVERRIDES", list(CLIENT_FIELDS))
+        return _env_list("CLIENT_OVERRIDES", list(DEFAULT_CLIENT_FIELDS))
 
     max_launch_timeout = Float(
         config=True,
@@ -506,10 +519,10 @@ class SlurmKernelConfig(LoggingConfigurable):
     def _validate_cpus(self, proposal):
         return _at_least("cpus", proposal["value"], 1)
 
-    @validate("launch_timeout", "poll_interval", "fast_poll_interval")
+    @validate("launch_timeout", "poll_interval", "fast_poll_interval", "max_launch_timeout")
     def _validate_positive_seconds(self, proposal):
-        if proposal["value"] <= 0:
-            raise TraitError(f"{proposal['trait'].name} must be more than 0 seconds; got {proposal['value']!r}")
+        if not 0 < proposal["value"] < float("inf"):
+            raise TraitError(f"{proposal['trait'].name} must be a finite number of seconds above 0; got {proposal['value']!r}")
         return proposal["value"]
 
     @validate("memory")

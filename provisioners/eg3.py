@@ -46,7 +46,7 @@ from slurmgate.slurm.poller import JobPoller
 from slurmgate.slurm.request import JobRequest, request_from_settings
 
 from .config import ENV_PREFIX, SlurmKernelConfig
-from .launch import build_job_request, http_error, job_environment, requested_launch_timeout
+from .launch import build_job_request, checked_environment, http_error, job_environment, requested_launch_timeout
 from .lifecycle import KernelJob, LaunchError, LaunchTimeout
 from .protocol import PORT_NAMES, new_connection_key
 from .tunnel import KernelTunnel, TunnelError
@@ -123,7 +123,7 @@ class SlurmProcessProxy(RemoteProcessProxy):
             kernel_ip="loopback" if self.settings.ssh_tunnel else self.settings.kernel_ip,
             passthrough=passthrough,
             prologue=self.settings.script_prologue,
-            user=user,
+            requested_by=user,
             logger=self.log,
             poll_interval=self.settings.poll_interval,
             fast_poll_interval=self.settings.fast_poll_interval,
@@ -145,7 +145,7 @@ class SlurmProcessProxy(RemoteProcessProxy):
             # pre_start_kernel wrote only after the user checks pass, so a
             # rejected user would leave it behind in the runtime directory.
             self.kernel_manager.cleanup_connection_file()
-        env = kwargs["env"]
+        env = kwargs["env"] = checked_environment(self.kernel_id, kwargs["env"])
         known = await asyncio.to_thread(self._client().known_partitions)
         request = self.build_request(env, kwargs.get("cwd"), known)
         self._timeout = self.launch_timeout(env)
@@ -369,7 +369,7 @@ class SlurmProcessProxy(RemoteProcessProxy):
             return
         request = request_from_settings(self.settings.job_name_prefix + self.kernel_id, {})
         key = self.kernel_manager.session.key.decode()
-        job = self._new_job(request, list(self.kernel_manager.kernel_spec.argv), key, saved.get("user"))
+        job = self._new_job(request, list(self.kernel_manager.kernel_spec.argv), key, saved.get("requested_by"))
         # The reply was sealed under the first gateway's reply key, which is not
         # saved; the saved copy of the reply marks it as already accepted.
         job.adopt(str(job_id), saved.get("remote_connection_info"), reply=saved.get("reply"))

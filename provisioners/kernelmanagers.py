@@ -36,19 +36,38 @@ class SlurmKernelModelMixin:
         kernel_id = await super().start_kernel(*args, **kwargs)  # type: ignore[misc]
         manager = self.get_kernel(kernel_id)  # type: ignore[attr-defined]
         ready = getattr(manager, "ready", None)
+        if ready is None:
+            return kernel_id
+        ready.add_done_callback(lambda future: _mark_failed_start(manager, future))
         deadline = time.monotonic() + self.submit_wait
-        while ready is not None and time.monotonic() < deadline:
+        while time.monotonic() < deadline:
             if ready.done():
-                error = ready.exception()
-                if isinstance(error, web.HTTPError) and error.status_code == 400:
+                error = None if ready.cancelled() else ready.exception()
+                if error is not None:
+                    # Nothing was submitted: answer with the error instead of a dead kernel.
                     self.remove_kernel(kernel_id)  # type: ignore[attr-defined]
-                    raise error
+                    if isinstance(error, web.HTTPError):
+                        raise error
+                    raise web.HTTPError(500, f"kernel {kernel_id} failed to start: {error}", reason="Kernel start failed")
                 break
             provisioner = getattr(manager, "provisioner", None)
             if provisioner is not None and (not isinstance(provisioner, SlurmProvisioner) or provisioner.job_id is not None):
                 break
             await asyncio.sleep(0.02)
         return kernel_id
+
+    async def shutdown_kernel(self, kernel_id: str, now: bool = False, restart: bool = False) -> None:
+        """Shut a kernel down; a kernel whose job still queues has its job cancelled first.
+
+        The base class waits for a pending kernel's start to finish, which
+        for a queued job means until the launch timeout. Cancelling the job
+        ends the launch at once.
+        """
+        manager = self._kernels.get(kernel_id) if hasattr(self, "_kernels") else None  # type: ignore[attr-defined]
+        provisioner = getattr(manager, "provisioner", None)
+        if isinstance(provisioner, SlurmProvisioner):
+            await provisioner.abandon_launch()
+        await super().shutdown_kernel(kernel_id, now=now, restart=restart)  # type: ignore[misc]
 
     def kernel_model(self, kernel_id: str) -> dict[str, Any]:
         """Return the kernel's model with a ``slurm`` field for Slurm kernels."""
@@ -58,6 +77,15 @@ class SlurmKernelModelMixin:
         if isinstance(provisioner, SlurmProvisioner):
             model["slurm"] = provisioner.slurm_status()
         return model
+
+
+def _mark_failed_start(manager: Any, future: asyncio.Future) -> None:
+    """Show a kernel whose launch failed as dead, with the reason, instead of starting forever."""
+    if future.cancelled() or future.exception() is None:
+        return
+    error = future.exception()
+    manager.execution_state = "dead"
+    manager.reason = getattr(error, "log_message", None) or str(error)
 
 
 class SlurmMappingKernelManager(SlurmKernelModelMixin, AsyncMappingKernelManager):

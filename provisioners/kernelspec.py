@@ -58,12 +58,11 @@ def build_kernelspec(args: argparse.Namespace) -> dict[str, Any]:
     if args.kernel_ip:
         config["kernel_ip"] = args.kernel_ip
     if args.launch_timeout is not None:
-        if args.launch_timeout <= 0:
-            raise SpecError(f"kernelspec {args.name!r}: --launch-timeout must be more than 0 seconds; got {args.launch_timeout:g}")
         config["launch_timeout"] = args.launch_timeout
     if args.job_output:
         config["job_output"] = args.job_output
     config.update(_ssh_settings(args))
+    _check_with_traits(args.name, config)
     if args.gateway == "eg3":
         # Enterprise Gateway 3 has no kernel provisioners; it reads the same
         # settings from its process proxy stanza.
@@ -77,6 +76,18 @@ def build_kernelspec(args: argparse.Namespace) -> dict[str, Any]:
         "interrupt_mode": "message",
         "metadata": metadata,
     }
+
+
+def _check_with_traits(name: str, config: dict[str, Any]) -> None:
+    """Validate the settings as the gateway will at kernel start; raise SpecError on the first bad one."""
+    from traitlets import TraitError
+
+    from .config import SlurmKernelConfig
+
+    try:
+        SlurmKernelConfig(**config)
+    except TraitError as error:
+        raise SpecError(f"kernelspec {name!r}: {error}") from error
 
 
 def _ssh_settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -164,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub.add_argument("--kernel-ip", help="address the kernel binds to: node, loopback or an IP address")
     sub.add_argument("--launch-timeout", type=float, help="seconds to wait for the kernel, queue time included")
-    sub.add_argument("--job-output", help="path of the job's output file, with sbatch's % patterns")
+    sub.add_argument("--job-output", help="path of the job's output file, with sbatch's %%j-style patterns")
     sub.add_argument(
         "--gateway", choices=("provisioner", "eg3"), default="provisioner",
         help="kind of kernelspec: 'provisioner' for hosts with jupyter_client 8 (Kernel Gateway 3,"

@@ -10,7 +10,8 @@ Gateway all hide the text of any other exception type from the client.
 from __future__ import annotations
 
 import os
-from typing import Mapping
+import re
+from typing import Any, Mapping
 
 from tornado import web
 from traitlets import TraitError
@@ -23,6 +24,11 @@ from .lifecycle import LaunchError, LaunchTimeout
 
 KERNEL_ENV_PREFIX = "KERNEL_"
 BAD_REQUEST_REASON = "Invalid Slurm kernel request"
+# Bounds on what a start request may pass to the job; sbatch's own limit on
+# its environment is the operating system's, about 2 MiB on Linux.
+MAX_KERNEL_VARIABLES = 200
+MAX_VALUE_BYTES = 16384
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$", re.ASCII)
 
 
 def bad_request(message: str) -> web.HTTPError:
@@ -35,6 +41,41 @@ def http_error(error: LaunchError) -> web.HTTPError:
     if isinstance(error, LaunchTimeout):
         return web.HTTPError(503, str(error), reason="Slurm kernel launch timed out")
     return web.HTTPError(500, str(error), reason="Slurm kernel launch failed")
+
+
+def checked_environment(kernel_id: str, env: Mapping[str, Any]) -> dict[str, str]:
+    """Return the start request's environment as text, or raise HTTP 400 naming the bad entry.
+
+    JSON numbers and booleans become text (``KERNEL_GPUS: 1`` means "1");
+    ``null`` drops the variable. Names must be shell variable names, values
+    must not contain NUL, and KERNEL_* variables are bounded in number and size.
+    """
+    checked: dict[str, str] = {}
+    kernel_variables = 0
+    for name, value in env.items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        elif isinstance(value, (int, float)):
+            value = str(value)
+        elif not isinstance(value, str):
+            raise bad_request(f"kernel {kernel_id}: environment variable {name!r} must be text; got {type(value).__name__}")
+        if name.startswith(KERNEL_ENV_PREFIX):
+            kernel_variables += 1
+            if not _ENV_NAME.match(name):
+                raise bad_request(f"kernel {kernel_id}: invalid environment variable name {name[:80]!r}; use letters, digits and _")
+            if "\0" in value or len(value.encode()) > MAX_VALUE_BYTES:
+                raise bad_request(
+                    f"kernel {kernel_id}: {name} must be at most {MAX_VALUE_BYTES} bytes of text without NUL characters"
+                )
+        checked[name] = value
+    if kernel_variables > MAX_KERNEL_VARIABLES:
+        raise bad_request(
+            f"kernel {kernel_id}: the start request has {kernel_variables} KERNEL_* variables;"
+            f" at most {MAX_KERNEL_VARIABLES} are accepted"
+        )
+    return checked
 
 
 def build_job_request(

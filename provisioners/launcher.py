@@ -149,6 +149,22 @@ class WalltimeWarning:
         sys.stderr.flush()
 
 
+def _remove_on_termination(runtime_dir: Path) -> None:
+    """Delete the connection file's directory when Slurm ends the job with SIGTERM.
+
+    scancel, the walltime and preemption send SIGTERM before SIGKILL; the
+    ``finally`` in :func:`main` does not run then, and the file holds the
+    kernel's HMAC key.
+    """
+
+    def terminate(signum, frame):
+        shutil.rmtree(runtime_dir, ignore_errors=True)
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+    signal.signal(signal.SIGTERM, terminate)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the launcher's argument parser."""
     parser = argparse.ArgumentParser(
@@ -184,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     from ipykernel.kernelapp import IPKernelApp
 
     runtime_dir = Path(tempfile.mkdtemp(prefix="slurmgate-kernel-"))
+    _remove_on_termination(runtime_dir)
     try:
         # IPKernelApp loads the key from an existing connection file and
         # binds random ports where the file says 0, then writes them back.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+from dataclasses import replace
 import logging
 import time
 from typing import Any, Mapping, Sequence
@@ -47,8 +48,9 @@ class KernelJob:
 
     ``command`` runs inside the job (the kernelspec's argv). ``passthrough``
     maps variable names to values the job receives; the reply key, the
-    HMAC key ``connection_key`` and the kernel id are added here. ``user``
-    only labels log lines.
+    HMAC key ``connection_key`` and the kernel id are added here.
+    ``requested_by`` is the client's KERNEL_USERNAME: it only labels log
+    lines and the status, because the job runs as the user who runs sbatch.
     """
 
     def __init__(
@@ -63,7 +65,7 @@ class KernelJob:
         kernel_ip: str = "node",
         passthrough: Mapping[str, str] | None = None,
         prologue: Sequence[str] = (),
-        user: str | None = None,
+        requested_by: str | None = None,
         logger: logging.Logger | logging.LoggerAdapter | None = None,
         poll_interval: float | None = None,
         fast_poll_interval: float | None = None,
@@ -77,7 +79,8 @@ class KernelJob:
         self.kernel_ip = kernel_ip
         self.passthrough = dict(passthrough or {})
         self.prologue = list(prologue)
-        self.user = user or getpass.getuser()
+        self.user = getpass.getuser()
+        self.requested_by = requested_by
         self.log = logger or log
         self.poll_interval = poll_interval
         self.fast_poll_interval = fast_poll_interval
@@ -116,8 +119,8 @@ class KernelJob:
             raise LaunchError(f"kernel {self.kernel_id}: submitting its Slurm job failed: {error}") from error
         self.poller.track(self.job_id, urgent=True, interval=self.poll_interval, fast_interval=self.fast_poll_interval)
         self.log.info(
-            "kernel %s: submitted Slurm job %s to partition %s for user %s",
-            self.kernel_id, self.job_id, self.request.partition or "(default)", self.user,
+            "kernel %s: submitted Slurm job %s to partition %s as user %s (KERNEL_USERNAME %s)",
+            self.kernel_id, self.job_id, self.request.partition or "(default)", self.user, self.requested_by or "not given",
         )
         return self.job_id
 
@@ -249,6 +252,9 @@ class KernelJob:
             except SlurmError as error:
                 self.log.debug("kernel %s: no end details for job %s: %s", self.kernel_id, self.job_id, error)
             self._final = details if details is not None and details.has_ended else info
+            if info is not None and self._final is not info and not self._final.reason and info.reason:
+                # Accounting may lack the reason that squeue showed, such as JobLaunchFailure.
+                self._final = replace(self._final, reason=info.reason)
             self.log.info("kernel %s: %s", self.kernel_id, self._final.describe_end())
         return self._final
 
@@ -289,6 +295,7 @@ class KernelJob:
             "job_id": self.job_id,
             "partition": self.request.partition,
             "user": self.user,
+            "kernel_username": self.requested_by,
             "kernel_connected": self.connection_info is not None,
         }
         if info is None:
@@ -317,4 +324,4 @@ class KernelJob:
         ``reply`` is the accepted sealed reply, which :meth:`adopt` needs to
         recognise the job's comment after a gateway restart.
         """
-        return {"job_id": self.job_id, "kernel_id": self.kernel_id, "user": self.user, "reply": self._accepted_reply}
+        return {"job_id": self.job_id, "kernel_id": self.kernel_id, "requested_by": self.requested_by, "reply": self._accepted_reply}

@@ -29,7 +29,7 @@ from slurmgate.slurm.client import SlurmClient
 from slurmgate.slurm.poller import JobPoller
 
 from .config import SlurmKernelConfig
-from .launch import build_job_request, http_error, job_environment, requested_launch_timeout
+from .launch import build_job_request, checked_environment, http_error, job_environment, requested_launch_timeout
 from .lifecycle import KernelJob, LaunchError
 
 # Fields of the kernelspec's argv that are filled in; others stay as written.
@@ -41,7 +41,7 @@ class SlurmProvisioner(KernelProvisionerBase, SlurmKernelConfig):  # type: ignor
 
     def __init__(self, **kwargs: Any):
         spec = kwargs.get("kernel_spec")
-        where = f"kernelspec {getattr(spec, 'display_name', '?')!r}"
+        where = f"Slurm settings of kernelspec {getattr(spec, 'display_name', '?')!r} or of the gateway's configuration"
         unknown = set(kwargs) - {"kernel_id", "kernel_spec", "parent", "config", "log"} - set(self.class_trait_names())
         if unknown:
             message = (
@@ -74,7 +74,7 @@ class SlurmProvisioner(KernelProvisionerBase, SlurmKernelConfig):  # type: ignor
     async def pre_launch(self, **kwargs: Any) -> dict[str, Any]:
         """Check the request and format the command; called by KernelManager.pre_start_kernel."""
         kwargs = await super().pre_launch(**kwargs)
-        env = kwargs["env"]
+        env = kwargs["env"] = checked_environment(self.kernel_id, kwargs["env"])
         known = await asyncio.to_thread(self._client().known_partitions)
         display_name = self.kernel_spec.display_name
         self._request = build_job_request(self, self.kernel_id, display_name, env, kwargs.get("cwd"), known)
@@ -106,7 +106,7 @@ class SlurmProvisioner(KernelProvisionerBase, SlurmKernelConfig):  # type: ignor
             kernel_ip="loopback" if self.ssh_tunnel else self.kernel_ip,
             passthrough=job_environment(self, env),
             prologue=self.script_prologue,
-            user=env.get("KERNEL_USERNAME"),
+            requested_by=env.get("KERNEL_USERNAME"),
             logger=self.log,
             poll_interval=self.poll_interval,
             fast_poll_interval=self.fast_poll_interval,
@@ -155,6 +155,26 @@ class SlurmProvisioner(KernelProvisionerBase, SlurmKernelConfig):  # type: ignor
         if self.tunnel is not None:
             await asyncio.to_thread(self.tunnel.close)
             self.tunnel = None
+
+    async def post_launch(self, **kwargs: Any) -> None:
+        """Stop jupyter_client's restarter from resubmitting a job that Slurm ended.
+
+        A job ends by scancel, walltime, preemption or node failure: an
+        automatic restart would submit a new job behind the admin's or the
+        limit's back. The restarter still reports the kernel dead, and users
+        restart kernels themselves.
+        """
+        await super().post_launch(**kwargs)
+        restarter = getattr(self.parent, "_restarter", None)
+        if restarter is not None:
+            restarter.restart_limit = 0
+
+    async def abandon_launch(self) -> None:
+        """Cancel the job of a launch that is still waiting for its kernel, so the launch fails at once."""
+        job = self.kernel_job
+        if job is not None and job.job_id is not None and job.connection_info is None:
+            self.log.info("kernel %s: shutdown requested while Slurm job %s is queued; cancelling it", self.kernel_id, job.job_id)
+            await asyncio.to_thread(job.cancel)
 
     async def poll(self) -> int | None:
         """Return None while the job is pending or running, else its exit status.

@@ -145,10 +145,13 @@ def apply_client_request(
         if value == "":
             continue
         if name not in policy.client_fields:
+            current = base.get(name)
+            fixed = f"; {fixed_by} sets it to {current!r}" if current not in (None, "", 0) else ""
             raise RequestError(
                 name, value,
-                f"{variable}={value!r} is not accepted: this gateway does not let clients"
-                f" choose {name}, and {fixed_by} sets it. Pick another kernel instead",
+                f"{variable}={value!r} is not accepted: this gateway does not let clients choose"
+                f" {name}{fixed}. Remove {variable} from the start request, or ask the gateway's"
+                f" admin to add {name!r} to client_overrides",
             )
         settings[name] = value
     return settings

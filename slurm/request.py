@@ -11,10 +11,20 @@ from .units import format_memory, format_walltime, parse_memory, parse_walltime
 # Slurm allows more characters in these names, but none of the sites we know
 # use others, and rejecting quotes, spaces and separators keeps the job script
 # and the command line unambiguous.
-_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,127}$")
-_CONSTRAINT = re.compile(r"^[A-Za-z0-9_.+\-&|,:*\[\]()!]{1,256}$")
-_GPU_TYPE = re.compile(r"^[A-Za-z0-9_.+-]{1,64}$")
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,127}$", re.ASCII)
+_CONSTRAINT = re.compile(r"^[A-Za-z0-9_.+\-&|,:*\[\]()!]{1,256}$", re.ASCII)
+_GPU_TYPE = re.compile(r"^[A-Za-z0-9_.+-]{1,64}$", re.ASCII)
 _UNSAFE_PATH_CHARACTERS = set("\n\r\0'\"")
+# Upper bounds that no real node reaches, so that huge numbers fail here
+# with a clear message instead of in sbatch.
+MAX_COUNT = 100_000
+MAX_MEMORY_MB = 1 << 40
+# Options that slurmgate sets itself; an extra directive must not override them.
+_RESERVED_OPTIONS = {
+    "--job-name", "-J", "--partition", "-p", "--gres", "--gpus", "-G", "--cpus-per-task", "-c", "--mem",
+    "--time", "-t", "--account", "-A", "--qos", "-q", "--reservation", "--constraint", "-C", "--output",
+    "-o", "--chdir", "-D", "--signal", "--export", "--get-user-env", "--uid", "--gid",
+}
 
 
 class RequestError(ValueError):
@@ -77,21 +87,21 @@ class JobRequest:
         _check_count("gpus", self.gpus, minimum=0)
         _check_count("cpus", self.cpus, minimum=1)
         if self.memory_mb is not None:
-            _check_count("memory", self.memory_mb, minimum=1)
+            _check_count("memory", self.memory_mb, minimum=1, maximum=MAX_MEMORY_MB)
         if self.walltime_s is not None:
-            _check_count("walltime", self.walltime_s, minimum=1)
+            _check_count("walltime", self.walltime_s, minimum=1, maximum=365 * 86400)
         if self.signal_lead_s is not None:
             _check_count("signal_lead", self.signal_lead_s, minimum=1)
         for name in ("working_dir", "output"):
             if getattr(self, name) is not None:
                 _check_path(name, getattr(self, name))
+        if self.working_dir is not None and not self.working_dir.startswith("/"):
+            raise RequestError(
+                "working_dir", self.working_dir,
+                f"invalid working dir {self.working_dir!r}: use an absolute path, such as /home/alice/notebooks",
+            )
         for directive in self.extra_directives:
-            if not directive.startswith("-") or "\n" in directive or "\r" in directive:
-                raise RequestError(
-                    "extra_directives", directive,
-                    f"invalid extra #SBATCH directive {directive!r}: write one sbatch"
-                    " option per entry, starting with '-', such as '--exclusive'",
-                )
+            _check_directive(directive)
 
     def sbatch_options(self) -> list[str]:
         """Return the ``sbatch`` options for this request, one string each.
@@ -139,11 +149,27 @@ def _check_name(field_name: str, value: Any) -> None:
         )
 
 
-def _check_count(field_name: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+def _check_directive(directive: str) -> None:
+    if not directive.startswith("-") or "\n" in directive or "\r" in directive:
+        raise RequestError(
+            "extra_directives", directive,
+            f"invalid extra #SBATCH directive {directive!r}: write one sbatch"
+            " option per entry, starting with '-', such as '--exclusive'",
+        )
+    option = re.split(r"[=\s]", directive, maxsplit=1)[0]
+    if option in _RESERVED_OPTIONS or (option[:2] in _RESERVED_OPTIONS and not option.startswith("--")):
+        raise RequestError(
+            "extra_directives", directive,
+            f"extra #SBATCH directive {directive!r} sets {option}, which slurmgate sets itself;"
+            " use the kernel's own setting for it (partition, gpus, cpus, memory, walltime...) instead",
+        )
+
+
+def _check_count(field_name: str, value: Any, minimum: int, maximum: int = MAX_COUNT) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
         raise RequestError(
             field_name, value,
-            f"invalid {field_name} {value!r}: expected a whole number of at least {minimum}",
+            f"invalid {field_name} {value!r}: expected a whole number from {minimum} to {maximum}",
         )
 
 
@@ -164,9 +190,9 @@ def parse_count(field_name: str, value: Any, minimum: int = 0) -> int:
     >>> parse_count("gpus", "two")
     Traceback (most recent call last):
       ...
-    slurmgate.slurm.request.RequestError: invalid gpus 'two': expected a whole number of at least 0
+    slurmgate.slurm.request.RequestError: invalid gpus 'two': expected a whole number from 0 to 100000
     """
-    if isinstance(value, str) and re.fullmatch(r"\s*\d{1,9}\s*", value):
+    if isinstance(value, str) and re.fullmatch(r"\s*[0-9]{1,9}\s*", value):
         number: Any = int(value)
     else:
         number = value
@@ -182,6 +208,8 @@ def parse_memory_field(value: Any) -> int:
         raise RequestError("memory", value, str(error)) from error
     if megabytes < 1:
         raise RequestError("memory", value, f"invalid memory {value!r}: ask for at least 1M")
+    if megabytes > MAX_MEMORY_MB:
+        raise RequestError("memory", value, f"invalid memory {value!r}: more than any node has")
     return megabytes
 
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import re
 
-_MEMORY = re.compile(r"^(?P<number>\d+)(?P<unit>[KMGT]?)B?$", re.IGNORECASE)
+_MEMORY = re.compile(r"^(?P<number>[0-9]+)(?P<unit>[KMGT]?)B?$", re.IGNORECASE | re.ASCII)
 _MEMORY_FACTORS = {"K": 1 / 1024, "M": 1, "G": 1024, "T": 1024 * 1024}
 
 _TIME_FORMATS = (
     "minutes, minutes:seconds, hours:minutes:seconds, days-hours, days-hours:minutes or days-hours:minutes:seconds"
 )
-_DAYS = re.compile(r"^(?P<days>\d+)-(?P<rest>[\d:]+)$")
+_DAYS = re.compile(r"^(?P<days>[0-9]+)-(?P<rest>[0-9:]+)$", re.ASCII)
 
 
 def parse_memory(value: str | int) -> int:
@@ -98,13 +98,13 @@ def parse_walltime(value: str | int) -> int | None:
     if match:
         days = int(match["days"])
         parts = match["rest"].split(":")
-        if len(parts) > 3 or not all(part.isdigit() for part in parts):
+        if len(parts) > 3 or not all(part.isascii() and part.isdigit() for part in parts):
             raise error
         # After a day count, the fields are hours[:minutes[:seconds]].
         hours, minutes, seconds = (list(map(int, parts)) + [0, 0])[:3]
     else:
         parts = text.split(":")
-        if len(parts) > 3 or not all(part.isdigit() for part in parts):
+        if len(parts) > 3 or not all(part.isascii() and part.isdigit() for part in parts):
             raise error
         numbers = list(map(int, parts))
         if len(numbers) == 1:

@@ -14,9 +14,14 @@ from slurmgate.provisioners.config import SlurmKernelConfig
         ("memory", "lots", "invalid memory size 'lots'"),
         ("walltime", "forever", "invalid time 'forever'"),
         ("walltime", "UNLIMITED", "finite time limit"),
-        ("launch_timeout", 0.0, "launch_timeout must be more than 0 seconds"),
-        ("poll_interval", -1.0, "poll_interval must be more than 0 seconds"),
+        ("launch_timeout", 0.0, "launch_timeout must be a finite number of seconds above 0"),
+        ("poll_interval", -1.0, "poll_interval must be a finite number of seconds above 0"),
         ("kernel_ip", "0.0.0.0", "every interface"),
+        ("kernel_ip", "::", "every interface"),
+        ("kernel_ip", "node01", "invalid kernel_ip 'node01'"),
+        ("launch_timeout", float("nan"), "finite number of seconds"),
+        ("max_launch_timeout", float("inf"), "finite number of seconds"),
+        ("client_overrides", ["partition", "launch_timeout"], "unknown field"),
     ],
 )
 def test_trait_validators_raise(trait, value, message):

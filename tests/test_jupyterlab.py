@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import threading
+import time
 
 import nbformat
 import pytest
@@ -77,3 +80,27 @@ def test_cell_runs_on_first_try(lab, tmp_path):
     channels = kernel_channels(sockets)
     assert len(channels) == 1, f"expected one kernel WebSocket, the first handshake must succeed: {channels}"
     assert channels[0]["error"] is None
+
+
+def test_queue_wait_longer_than_default_timeout(any_gateway, block_gpus, tmp_path):
+    """A kernel that queues longer than the gateway client's default 42 s request timeout still starts."""
+    if any_gateway.kind != "eg3":
+        pytest.skip("only Enterprise Gateway holds the start request open while the job queues")
+    blockers = block_gpus()
+    lab = start_jupyterlab(any_gateway.gateway, tmp_path, tmp_path / "lab.log", env={"KERNEL_USERNAME": "slurmgate-test"})
+    release = threading.Timer(50.0, lambda: subprocess.run(["scancel", blockers[0]], check=False))
+    release.start()
+    try:
+        started = time.monotonic()
+        model = lab.gateway.start_kernel("slurm-gpu", timeout=330)
+        waited = time.monotonic() - started
+        assert waited > 42, f"the kernel started after {waited:.0f} s, before the GPU blocker was released"
+        channels = lab.gateway.connect(model["id"])
+        try:
+            assert channels.execute("print('after the long wait')").stdout == "after the long wait\n"
+        finally:
+            channels.close()
+        lab.gateway.shutdown(model["id"])
+    finally:
+        release.cancel()
+        lab.stop()

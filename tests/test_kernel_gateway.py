@@ -1,6 +1,7 @@
 """Kernel Gateway 3 started as a real process, used through its REST and WebSocket API."""
 
 import subprocess
+import time
 
 import pytest
 
@@ -113,3 +114,62 @@ def test_bad_request_answers_400(kernel_gateway):
         kernel_gateway.gateway.start_kernel("slurm-gpu", env={"KERNEL_GPUS": "two"})
     assert caught.value.status == 400
     assert "invalid gpus 'two'" in caught.value.message
+
+
+def test_scancel_ends_kernel_without_resubmitting(kernel_gateway):
+    gateway = kernel_gateway.gateway
+    kernel_id = gateway.start_kernel("slurm-cpu", timeout=60)["id"]
+    model = gateway.wait_until_started(kernel_id, timeout=60)
+    job_id = model["slurm"]["job_id"]
+    subprocess.run(["scancel", job_id], check=True)
+
+    def removed():
+        try:
+            gateway.kernel(kernel_id)
+        except GatewayError as error:
+            return error.status == 404
+        return False
+
+    # The server removes a kernel whose restarter reports it dead.
+    assert wait_until(removed, 30, interval=0.5)
+    assert squeue_ids(f"--name=jupyter-kernel-{kernel_id}") == []
+
+
+def test_shutdown_of_queued_kernel_is_prompt(kernel_gateway, block_gpus):
+    block_gpus()
+    gateway = kernel_gateway.gateway
+    kernel_id = gateway.start_kernel("slurm-gpu", env={"KERNEL_LAUNCH_TIMEOUT": "120"}, timeout=30)["id"]
+    assert wait_until(lambda: gateway.kernel(kernel_id)["slurm"].get("state") == "PENDING", 20, interval=0.3)
+    started = time.monotonic()
+    gateway.shutdown(kernel_id)
+    assert time.monotonic() - started < 30
+    assert wait_until(lambda: squeue_ids(f"--name=jupyter-kernel-{kernel_id}") == [], 5)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"KERNEL_GPUS": [1]}, "must be text; got list"),
+        ({"KERNEL_PARTITION": "gpu\u0000x"}, "without NUL characters"),
+        ({"KERNEL_BIG": "x" * 20000}, "at most 16384 bytes"),
+        ({f"KERNEL_V{number}": "1" for number in range(201)}, "at most 200 are accepted"),
+    ],
+    ids=["list", "nul", "big", "many"],
+)
+def test_malformed_env_answers_400(kernel_gateway, env, message):
+    with pytest.raises(GatewayError) as caught:
+        kernel_gateway.gateway.start_kernel("slurm-cpu", env=env)
+    assert caught.value.status == 400
+    assert message in caught.value.message
+
+
+def test_json_number_accepted_as_text(kernel_gateway):
+    gateway = kernel_gateway.gateway
+    kernel_id = gateway.start_kernel("slurm-cpu", env={"KERNEL_CPUS": 2, "KERNEL_PARTITION": None}, timeout=60)["id"]
+    try:
+        model = gateway.wait_until_started(kernel_id, timeout=60)
+        cpus = subprocess.run(["squeue", "--noheader", f"--jobs={model['slurm']['job_id']}", "--format=%C"],
+                              capture_output=True, text=True).stdout.strip()
+        assert cpus == "2"
+    finally:
+        gateway.shutdown(kernel_id)

@@ -29,7 +29,13 @@ def test_install_writes_provisioner_config(tmp_path):
         (["--walltime", "90 minutes"], "invalid time '90 minutes'"),
         (["--partition", "gpu large"], "invalid partition 'gpu large'"),
         (["--gpus", "-2"], "invalid gpus -2"),
-        (["--launch-timeout", "0"], "more than 0 seconds"),
+        (["--launch-timeout", "0"], "finite number of seconds above 0"),
+        (["--launch-timeout", "nan"], "finite number of seconds above 0"),
+        (["--launch-timeout", "inf"], "finite number of seconds above 0"),
+        (["--kernel-ip", "foo"], "invalid kernel_ip 'foo'"),
+        (["--kernel-ip", "0.0.0.0"], "every interface"),
+        (["--gpus", "100000000000000000000"], "invalid gpus"),
+        (["--extra-directive=--time=5"], "--time"),
         (["--extra-directive", "exclusive"], "starting with '-'"),
     ],
 )
@@ -62,6 +68,13 @@ def test_install_ssh_tunnel_settings(tmp_path):
 def test_install_rejects_bad_ssh_settings(tmp_path, capsys, options, message):
     assert main(["install", "--name", "bad", "--prefix", str(tmp_path), *options]) == 1
     assert message in capsys.readouterr().err
+
+
+def test_help_lists_options(capsys):
+    with pytest.raises(SystemExit) as caught:
+        main(["install", "--help"])
+    assert caught.value.code == 0
+    assert "--job-output" in capsys.readouterr().out
 
 
 def test_install_rejects_bad_name(tmp_path, capsys):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import subprocess
 import time
 
@@ -85,12 +86,18 @@ async def test_external_scancel_is_dead_kernel(make_manager):
     manager = make_manager()
     await manager.start_kernel()
     job_id = manager.provisioner.kernel_job.job_id
+    # The dev cluster's node is this host, so the kernel's connection file is visible here.
+    connection_file = (await run_code(manager, "from ipykernel.kernelapp import IPKernelApp\n"
+                                               "print(IPKernelApp.instance().abs_connection_file)")).strip()
+    assert os.path.exists(connection_file)
     subprocess.run(["scancel", job_id], check=True)
     deadline = time.monotonic() + 15
     while await manager.is_alive() and time.monotonic() < deadline:
         await asyncio.sleep(0.2)
     assert not await manager.is_alive()
     assert manager.provisioner.end_reason == f"Slurm job {job_id} ended with state CANCELLED"
+    # The file holds the kernel's HMAC key; SIGTERM from scancel must not leave it behind.
+    assert not os.path.exists(os.path.dirname(connection_file))
     await manager.shutdown_kernel()
     assert not manager.has_kernel
 
