@@ -81,7 +81,11 @@ class Gateway:
         return self.request("GET", "/api/kernelspecs")["kernelspecs"]
 
     def start_kernel(self, name: str, env: dict[str, str] | None = None, timeout: float | None = None) -> dict[str, Any]:
-        """Start a kernel and return its model; blocks while the job queues."""
+        """Start a kernel and return its model.
+
+        Enterprise Gateway answers once the kernel runs; Kernel Gateway with
+        pending kernels answers at once (see :meth:`wait_until_started`).
+        """
         return self.request("POST", "/api/kernels", {"name": name, "env": env or {}}, timeout=timeout)
 
     def kernel(self, kernel_id: str) -> dict[str, Any]:

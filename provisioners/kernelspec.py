@@ -151,6 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
     """Build the ``jupyter slurm-spec`` argument parser."""
     parser = argparse.ArgumentParser(prog="jupyter slurm-spec", description="Manage kernelspecs whose kernels run as Slurm jobs.")
     commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser(
+        "settings", help="list every Slurm kernel setting (kernelspec config, gateway config, SLURMGATE_* variables)"
+    )
     sub = commands.add_parser("install", help="write a kernelspec")
     sub.add_argument("--name", required=True, help="kernelspec name, such as slurm-gpu")
     sub.add_argument("--display-name", help="name shown in the launcher, such as 'Python 3 (GPU)'")
@@ -198,9 +201,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def print_settings() -> None:
+    """Print every Slurm kernel setting with its help, unit and environment variable."""
+    from .config import SlurmKernelConfig
+
+    SlurmKernelConfig.class_print_help()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run ``jupyter slurm-spec`` and return its exit code."""
     args = build_parser().parse_args(argv)
+    if args.command == "settings":
+        print_settings()
+        return 0
     try:
         directory = install(args)
     except (SpecError, OSError) as error:
