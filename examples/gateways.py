@@ -59,13 +59,22 @@ class GatewayProcess:
                 self.process.wait()
 
 
+def _spawn(argv: list[str], env: dict[str, str], port: int, token: str, log_path: Path) -> GatewayProcess:
+    """Start a server process with its output in ``log_path`` and wait until it answers."""
+    log_file = open(log_path, "w")
+    process = subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    log_file.close()
+    server = GatewayProcess(process, Gateway(f"http://127.0.0.1:{port}", token=token), log_path)
+    server.wait_ready()
+    return server
+
+
 def start_kernel_gateway(
     jupyter_path: Path, log_path: Path, extra_args: list[str] | None = None, env: dict[str, str] | None = None
 ) -> GatewayProcess:
     """Start Kernel Gateway 3 on a free loopback port with kernelspecs from ``jupyter_path``."""
     port = free_port()
     token = secrets.token_hex(16)
-    process_env = dict(os.environ, JUPYTER_PATH=str(jupyter_path), KG_AUTH_TOKEN=token, **(env or {}))
     argv = [
         sys.executable, "-m", "kernel_gateway",
         f"--config={CONFIG_DIR / 'jupyter_kernel_gateway_config.py'}",
@@ -73,12 +82,8 @@ def start_kernel_gateway(
         f"--KernelGatewayApp.port={port}",
         *(extra_args or []),
     ]
-    log_file = open(log_path, "w")
-    process = subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT, env=process_env, start_new_session=True)
-    log_file.close()
-    gateway = GatewayProcess(process, Gateway(f"http://127.0.0.1:{port}", token=token), log_path)
-    gateway.wait_ready()
-    return gateway
+    process_env = dict(os.environ, JUPYTER_PATH=str(jupyter_path), KG_AUTH_TOKEN=token, **(env or {}))
+    return _spawn(argv, process_env, port, token, log_path)
 
 
 def start_enterprise_gateway(
@@ -95,7 +100,6 @@ def start_enterprise_gateway(
     """
     port = free_port()
     token = secrets.token_hex(16)
-    process_env = dict(os.environ, JUPYTER_PATH=str(jupyter_path), EG_AUTH_TOKEN=token, **(env or {}))
     argv = [
         str(python), "-m", "slurmgate.provisioners.eg3_app",
         f"--config={CONFIG_DIR / 'jupyter_enterprise_gateway_config.py'}",
@@ -103,12 +107,8 @@ def start_enterprise_gateway(
         f"--EnterpriseGatewayApp.port={port}",
         *(extra_args or []),
     ]
-    log_file = open(log_path, "w")
-    process = subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT, env=process_env, start_new_session=True)
-    log_file.close()
-    gateway = GatewayProcess(process, Gateway(f"http://127.0.0.1:{port}", token=token), log_path)
-    gateway.wait_ready()
-    return gateway
+    process_env = dict(os.environ, JUPYTER_PATH=str(jupyter_path), EG_AUTH_TOKEN=token, **(env or {}))
+    return _spawn(argv, process_env, port, token, log_path)
 
 
 def start_jupyterlab(gateway: Gateway, root_dir: Path, log_path: Path, env: dict[str, str] | None = None) -> GatewayProcess:
@@ -127,10 +127,4 @@ def start_jupyterlab(gateway: Gateway, root_dir: Path, log_path: Path, env: dict
         # A Slurm kernel may wait in the queue: the start request must outlast the launch.
         "--GatewayClient.request_timeout=320", "--GatewayClient.connect_timeout=320",
     ]
-    env = dict(os.environ, KERNEL_LAUNCH_TIMEOUT="300", **(env or {}))
-    log_file = open(log_path, "w")
-    process = subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    log_file.close()
-    lab = GatewayProcess(process, Gateway(f"http://127.0.0.1:{port}", token=token), log_path)
-    lab.wait_ready()
-    return lab
+    return _spawn(argv, dict(os.environ, KERNEL_LAUNCH_TIMEOUT="300", **(env or {})), port, token, log_path)

@@ -46,7 +46,7 @@ from slurmgate.slurm.poller import JobPoller
 from slurmgate.slurm.request import JobRequest, request_from_settings
 
 from .config import ENV_PREFIX, SlurmKernelConfig
-from .launch import build_job_request, checked_environment, http_error, job_environment, requested_launch_timeout
+from .launch import build_job_request, checked_environment, http_error, job_environment, job_status, requested_launch_timeout
 from .lifecycle import KernelJob, LaunchError, LaunchTimeout
 from .protocol import PORT_NAMES, new_connection_key
 from .tunnel import KernelTunnel, TunnelError
@@ -330,12 +330,7 @@ class SlurmProcessProxy(RemoteProcessProxy):
 
         Reads only cached state, so that serving a kernel model never calls Slurm.
         """
-        if self.kernel_job is not None:
-            return self.kernel_job.status()
-        status: dict[str, Any] = {"job_id": self.job_id, "state": "ENDED" if self.job_id else "NOT_SUBMITTED"}
-        if self.end_reason:
-            status["end_reason"] = self.end_reason
-        return status
+        return job_status(self.kernel_job, self.job_id, self.end_reason)
 
     def get_process_info(self) -> dict[str, Any]:
         """Add the job id, the node and the kernel's ports there to what Enterprise Gateway saves for this kernel.

@@ -20,7 +20,7 @@ from slurmgate.slurm.policy import apply_client_request
 from slurmgate.slurm.request import JobRequest, RequestError, request_from_settings
 
 from .config import SlurmKernelConfig
-from .lifecycle import LaunchError, LaunchTimeout
+from .lifecycle import KernelJob, LaunchError, LaunchTimeout
 
 KERNEL_ENV_PREFIX = "KERNEL_"
 BAD_REQUEST_REASON = "Invalid Slurm kernel request"
@@ -41,6 +41,20 @@ def http_error(error: LaunchError) -> web.HTTPError:
     if isinstance(error, LaunchTimeout):
         return web.HTTPError(503, str(error), reason="Slurm kernel launch timed out")
     return web.HTTPError(500, str(error), reason="Slurm kernel launch failed")
+
+
+def job_status(job: KernelJob | None, job_id: str | None, end_reason: str | None) -> dict[str, Any]:
+    """Describe a kernel's job for the kernel model's ``slurm`` field, from cached state only.
+
+    ``job`` is the live job, if any; otherwise ``job_id`` and ``end_reason``
+    describe the last one.
+    """
+    if job is not None:
+        return job.status()
+    status: dict[str, Any] = {"job_id": job_id, "state": "ENDED" if job_id else "NOT_SUBMITTED"}
+    if end_reason:
+        status["end_reason"] = end_reason
+    return status
 
 
 def checked_environment(kernel_id: str, env: Mapping[str, Any]) -> dict[str, str]:

@@ -29,7 +29,7 @@ from slurmgate.slurm.client import SlurmClient
 from slurmgate.slurm.poller import JobPoller
 
 from .config import SlurmKernelConfig
-from .launch import build_job_request, checked_environment, http_error, job_environment, requested_launch_timeout
+from .launch import build_job_request, checked_environment, http_error, job_environment, job_status, requested_launch_timeout
 from .lifecycle import KernelJob, LaunchError
 
 # Fields of the kernelspec's argv that are filled in; others stay as written.
@@ -242,12 +242,7 @@ class SlurmProvisioner(KernelProvisionerBase, SlurmKernelConfig):  # type: ignor
 
         Reads only cached state, so that serving a kernel model never calls Slurm.
         """
-        if self.kernel_job is not None:
-            return self.kernel_job.status()
-        status: dict[str, Any] = {"job_id": self.job_id, "state": "ENDED" if self.job_id else "NOT_SUBMITTED"}
-        if self.end_reason:
-            status["end_reason"] = self.end_reason
-        return status
+        return job_status(self.kernel_job, self.job_id, self.end_reason)
 
     async def get_provisioner_info(self) -> dict[str, Any]:
         """Add the job id to what KernelManager saves for this kernel."""

@@ -226,14 +226,17 @@ class JobPoller:
                 self._record_failure(RuntimeError("unexpected poller error"))
             self._wake.wait(self._next_wait())
 
+    def _settled(self, job_id: str, condition: Callable[[JobInfo], bool], deadline: float) -> tuple[bool, JobInfo | None]:
+        """Return whether waiting is over (condition met or deadline passed) and the state."""
+        info = self.get(job_id)
+        return (info is not None and condition(info)) or time.monotonic() >= deadline, info
+
     def wait_for(self, job_id: str, condition: Callable[[JobInfo], bool], timeout: float) -> JobInfo | None:
-        """Block until the job's state meets ``condition`` or ``timeout`` seconds pass."""
+        """Block until the job's state meets ``condition`` or ``timeout`` seconds pass; return the state."""
         deadline = time.monotonic() + timeout
         while True:
-            info = self.get(job_id)
-            if info is not None and condition(info):
-                return info
-            if time.monotonic() >= deadline:
+            done, info = self._settled(job_id, condition, deadline)
+            if done:
                 return info
             time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
 
@@ -241,9 +244,7 @@ class JobPoller:
         """Wait without blocking the event loop; see :meth:`wait_for`."""
         deadline = time.monotonic() + timeout
         while True:
-            info = self.get(job_id)
-            if info is not None and condition(info):
-                return info
-            if time.monotonic() >= deadline:
+            done, info = self._settled(job_id, condition, deadline)
+            if done:
                 return info
             await asyncio.sleep(min(0.05, max(0.0, deadline - time.monotonic())))

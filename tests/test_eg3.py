@@ -12,7 +12,6 @@ import json
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import pytest
 from gateway_client import Gateway, GatewayError
 from gateways import start_enterprise_gateway
 from sshd import start_sshd
-from support import squeue_ids, wait_until
+from support import interrupt_busy_cell, squeue_ids, wait_until
 
 pytestmark = [pytest.mark.cluster, pytest.mark.gateway]
 
@@ -95,31 +94,6 @@ def job_fields(kernel_id: str) -> list[str]:
         capture_output=True, text=True, check=True,
     )
     return result.stdout.split()
-
-
-def interrupt_busy_cell(gateway, channels, kernel_id: str) -> tuple[str | None, str | None]:
-    """Start an endless cell, interrupt it, and return its error name and execute_reply status."""
-    # ipykernel 6.29 (the Enterprise Gateway environment's) sends a failed
-    # cell's execute_reply before it starts aborting queued requests when
-    # stop_on_error is set, so the next cell would sometimes come back "aborted".
-    msg_id = channels.send("execute_request", {"code": "while True: pass", "silent": False, "stop_on_error": False})
-    started = False
-    while not started:
-        message = channels.receive(timeout=20)
-        started = message["parent_header"].get("msg_id") == msg_id and message["header"]["msg_type"] == "execute_input"
-    time.sleep(0.5)
-    gateway.interrupt(kernel_id)
-    # Read the interrupted cell's messages up to its reply, as a notebook client does.
-    error = reply = None
-    while reply is None:
-        message = channels.receive(timeout=20)
-        if message["parent_header"].get("msg_id") != msg_id:
-            continue
-        if message["header"]["msg_type"] == "error":
-            error = message["content"]["ename"]
-        elif message["header"]["msg_type"] == "execute_reply":
-            reply = message["content"]["status"]
-    return error, reply
 
 
 def test_lists_process_proxy_kernelspecs(enterprise_gateway):

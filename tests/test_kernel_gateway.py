@@ -7,7 +7,7 @@ import pytest
 
 from gateway_client import GatewayError
 from gateways import start_kernel_gateway
-from support import squeue_ids, wait_until
+from support import interrupt_busy_cell, squeue_ids, wait_until
 
 pytestmark = [pytest.mark.cluster, pytest.mark.gateway]
 
@@ -37,19 +37,7 @@ def test_kernel_lifecycle_through_gateway(kernel_gateway):
         assert partition == "gpu"
         assert squeue_ids(f"--jobs={job_id}", f"--name=jupyter-kernel-{kernel_id}") == [job_id]
 
-        msg_id = channels.send("execute_request", {"code": "import time\nwhile True: time.sleep(0.01)", "silent": False})
-        wait_until(lambda: False, 1.0)
-        gateway.interrupt(kernel_id)
-        # Read the interrupted cell's messages up to its reply, as a notebook client does.
-        error = reply = None
-        while reply is None:
-            message = channels.receive(timeout=20)
-            if message["parent_header"].get("msg_id") != msg_id:
-                continue
-            if message["header"]["msg_type"] == "error":
-                error = message["content"]["ename"]
-            elif message["header"]["msg_type"] == "execute_reply":
-                reply = message["content"]["status"]
+        error, reply = interrupt_busy_cell(gateway, channels, kernel_id)
         assert error == "KeyboardInterrupt"
         assert reply == "error"
         assert channels.execute("print('after interrupt')").stdout == "after interrupt\n"
