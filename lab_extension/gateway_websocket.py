@@ -2,9 +2,9 @@
 
 In gateway mode, Jupyter Server 2 relays kernel messages unchanged between
 the browser and the gateway, so it forces the legacy JSON protocol on the
-browser side: it selects no WebSocket subprotocol. JupyterLab asks for
+browser side: it selects no WebSocket subprotocol. JupyterLab requests
 ``v1.kernel.websocket.jupyter.org``, and Chromium rejects a handshake whose
-answer lacks the subprotocol it asked for. Lab's retry then waits for the
+response lacks the requested subprotocol. Lab's retry then waits for the
 gateway request timeout, and the cell stays at ``[*]``.
 
 This connection selects v1 when the browser offers it and converts each
@@ -74,7 +74,6 @@ class V1GatewayWebSocketConnection(GatewayWebSocketConnection):
         if not self._speaks_v1:
             super().handle_outgoing_message(incoming_msg, *args)
             return
-        # TODO: legacy binary frames (messages with buffers, such as some widget
-        # updates) reach here already decoded as text by the parent class and are
-        # not converted; supporting them needs the parent's reader replaced.
+        # TODO: messages with binary buffers (some widget updates) arrive here
+        # already decoded as text by the parent class, so they are not converted.
         self.websocket_handler.write_message(legacy_to_v1(incoming_msg), binary=True)

@@ -30,8 +30,8 @@ class SlurmKernelModelMixin:
 
         A pending kernel's launch runs in the background, so a request the
         provisioner rejects would otherwise leave a dead kernel behind a
-        successful answer. This waits until the job is submitted or the
-        launch fails before it answers, which takes milliseconds.
+        successful response. This waits until the job is submitted or the
+        launch fails before it returns, which takes milliseconds.
         """
         kernel_id = await super().start_kernel(*args, **kwargs)  # type: ignore[misc]
         manager = self.get_kernel(kernel_id)  # type: ignore[attr-defined]
@@ -44,7 +44,7 @@ class SlurmKernelModelMixin:
             if ready.done():
                 error = None if ready.cancelled() else ready.exception()
                 if error is not None:
-                    # Nothing was submitted: answer with the error instead of a dead kernel.
+                    # Nothing was submitted: respond with the error instead of a dead kernel.
                     self.remove_kernel(kernel_id)  # type: ignore[attr-defined]
                     if isinstance(error, web.HTTPError):
                         raise error

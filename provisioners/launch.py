@@ -24,8 +24,9 @@ from .lifecycle import KernelJob, LaunchError, LaunchTimeout
 
 KERNEL_ENV_PREFIX = "KERNEL_"
 BAD_REQUEST_REASON = "Invalid Slurm kernel request"
-# Bounds on what a start request may pass to the job; sbatch's own limit on
-# its environment is the operating system's, about 2 MiB on Linux.
+# Bounds on what a start request may pass to the job. Beyond them, sbatch
+# would fail on the operating system's limit for its environment (about 2 MiB
+# on Linux) with a less helpful message.
 MAX_KERNEL_VARIABLES = 200
 MAX_VALUE_BYTES = 16384
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$", re.ASCII)
@@ -104,8 +105,8 @@ def build_job_request(
 
     The start request's KERNEL_* variables replace the kernelspec's values
     where the policy allows. Raises HTTP 400 naming the kernel, the field,
-    the value and the fix when the request is malformed or over a limit;
-    nothing has been submitted then.
+    the value and the fix when the request is malformed or over a limit.
+    Nothing has been submitted then.
     """
     values = {
         "partition": settings.partition,
