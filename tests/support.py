@@ -5,6 +5,10 @@ from __future__ import annotations
 import subprocess
 import time
 
+# Pending reasons of a GPU job while both GPUs are taken: Resources when it is
+# next in line, Priority when other jobs wait ahead of it on a shared cluster.
+WAITING_FOR_GPU = ("Resources", "Priority")
+
 # Every job a test submits directly carries this name prefix, so teardown can find leftovers.
 TEST_JOB_PREFIX = "slurmgate-test-"
 

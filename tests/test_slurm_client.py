@@ -4,7 +4,7 @@ import subprocess
 
 import pytest
 
-from support import TEST_JOB_PREFIX, squeue_ids, wait_until
+from support import TEST_JOB_PREFIX, WAITING_FOR_GPU, squeue_ids, wait_until
 from slurmgate.slurm.client import SlurmClient, SlurmError
 from slurmgate.slurm.poller import JobPoller
 from slurmgate.slurm.request import JobRequest
@@ -62,7 +62,7 @@ def test_query_running_pending_and_unknown(client, submit_job, block_gpus):
     assert all(states[job_id].is_running for job_id in blockers)
     assert states[waiting].is_pending
     assert states[waiting].partition == "gpu"
-    assert wait_until(lambda: client.query([waiting])[waiting].reason == "Resources", 10)
+    assert wait_until(lambda: client.query([waiting])[waiting].reason in WAITING_FOR_GPU, 10)
 
 
 def test_query_only_unknown_jobs(client):

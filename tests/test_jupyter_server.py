@@ -1,0 +1,65 @@
+"""Jupyter Server 2 itself hosting Slurm kernels, with the kernel manager that adds the slurm field."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+
+import pytest
+
+from gateway_client import Gateway
+from gateways import GatewayProcess, free_port
+from support import WAITING_FOR_GPU, squeue_ids, wait_until
+
+pytestmark = [pytest.mark.cluster, pytest.mark.gateway]
+
+
+@pytest.fixture(scope="module")
+def jupyter_server(slurm_cluster, kernelspec_prefix, tmp_path_factory):
+    directory = tmp_path_factory.mktemp("jupyter-server")
+    port = free_port()
+    token = secrets.token_hex(16)
+    argv = [
+        sys.executable, "-m", "jupyter_server", "--no-browser", "--allow-root",
+        "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", f"--ServerApp.root_dir={directory}",
+        f"--IdentityProvider.token={token}",
+        "--ServerApp.kernel_manager_class=slurmgate.provisioners.kernelmanagers.SlurmMappingKernelManager",
+        "--SlurmMappingKernelManager.use_pending_kernels=True",
+    ]
+    env = dict(os.environ, JUPYTER_PATH=str(kernelspec_prefix))
+    with open(directory / "server.log", "w") as log:
+        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    server = GatewayProcess(process, Gateway(f"http://127.0.0.1:{port}", token=token), directory / "server.log")
+    server.wait_ready()
+    yield server
+    server.stop()
+
+
+def test_slurm_field_while_queued_and_running(jupyter_server, block_gpus):
+    blockers = block_gpus()
+    server = jupyter_server.gateway
+    kernel_id = server.start_kernel("slurm-gpu", timeout=30)["id"]
+    try:
+        def pending_with_estimate():
+            status = server.kernel(kernel_id).get("slurm", {})
+            complete = status.get("reason") in WAITING_FOR_GPU and status.get("queue_position") and status.get("estimated_start")
+            return status if complete else None
+
+        status = wait_until(pending_with_estimate, 30, interval=0.3)
+        assert status, server.kernel(kernel_id)
+        assert status["state"] == "PENDING"
+        assert status["queue_position"] >= 1
+        subprocess.run(["scancel", blockers[0]], check=True)
+        model = server.wait_until_started(kernel_id, timeout=60)
+        assert model["slurm"]["state"] == "RUNNING"
+        assert model["slurm"]["end_time"] is not None
+        channels = server.connect(kernel_id)
+        try:
+            assert channels.execute("print('on Jupyter Server')").stdout == "on Jupyter Server\n"
+        finally:
+            channels.close()
+    finally:
+        server.shutdown(kernel_id)
+    assert wait_until(lambda: squeue_ids(f"--name=jupyter-kernel-{kernel_id}") == [], 5)
