@@ -43,22 +43,27 @@ def find_ansible_tool(name: str) -> Path:
     return candidate
 
 
-def make_test_venv(venv: Path) -> None:
-    """Create a venv that can import the test environment's packages, but not its slurmgate.
+def _purelib(python: str | Path) -> str:
+    return subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()
 
-    A plain directory line in a .pth file adds the test environment's
+
+def make_test_venv(venv: Path, base_python: str | Path | None = None) -> None:
+    """Create a venv that can import the packages of ``base_python``'s environment (default: the test environment), but not its slurmgate.
+
+    A plain directory line in a .pth file adds that environment's
     site-packages to sys.path without running that directory's own .pth
     files. So slurmgate's editable install stays invisible and the role has
     to install slurmgate itself, while the Jupyter packages it needs are
     already there. This keeps the install to seconds. The venv is otherwise
     real, with its own pip.
     """
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    purelib = subprocess.run(
-        [str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        capture_output=True, text=True, check=True,
-    ).stdout.strip()
-    (Path(purelib) / "_slurmgate_test_base.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    base_python = str(base_python or sys.executable)
+    subprocess.run([base_python, "-m", "venv", str(venv)], check=True)
+    base_purelib = sysconfig.get_paths()["purelib"] if base_python == sys.executable else _purelib(base_python)
+    (Path(_purelib(venv / "bin" / "python")) / "_slurmgate_test_base.pth").write_text(base_purelib + "\n")
 
 
 def copy_source(destination: Path) -> Path:

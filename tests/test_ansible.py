@@ -3,7 +3,9 @@
 Every run uses ``-i localhost, -c local`` and points the role's paths (venv,
 kernelspecs, configuration, systemd unit) into a temporary directory, with
 service management off, so nothing outside that directory changes. The
-filter tests at the end need neither the cluster nor Ansible.
+Enterprise Gateway tests also need SLURMGATE_EG3_PYTHON, the Python of an
+Enterprise Gateway 3.3 environment. The filter tests at the end need neither
+the cluster nor Ansible.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import grp
 import importlib.util
 import json
 import os
+import re
 import secrets
 import shutil
 import stat
@@ -35,12 +38,20 @@ from slurmgate.provisioners.config import SlurmKernelConfig
 from slurmgate.provisioners.kernelspec import main as slurm_spec_main
 from slurmgate.slurm.policy import Limits
 from slurmgate.slurm.units import parse_memory, parse_walltime
+from gateway_client import Gateway, GatewayError
+from gateways import GatewayProcess, free_port
 from support import squeue_ids, wait_until
 
 ROLE_DIR = ANSIBLE_DIR / "roles" / "slurmgate"
 EXAMPLE_PLAYBOOK = ANSIBLE_DIR / "examples" / "gpu-cluster" / "playbook.yml"
+EG3_PLAYBOOK = ANSIBLE_DIR / "examples" / "enterprise-gateway" / "playbook.yml"
 MARKER = ".slurmgate-ansible"
 CONFIG_NAME = "jupyter_kernel_gateway_config.py"
+EG3_CONFIG_NAME = "jupyter_enterprise_gateway_config.py"
+PROCESS_PROXY_CLASS = "slurmgate.provisioners.eg3.SlurmProcessProxy"
+# The tests run as root, and Enterprise Gateway rejects kernels for root, so
+# start requests name another user.
+EG3_USER_ENV = {"KERNEL_USERNAME": "slurmgate-test"}
 
 # CLI option of `jupyter slurm-spec install` for each entry key that has one.
 CLI_OPTIONS = {
@@ -59,9 +70,9 @@ def load_filters():
     return module
 
 
-def example_partitions() -> list[dict]:
-    """Return slurmgate_partitions as the GPU-cluster example playbook declares it."""
-    play = yaml.safe_load(EXAMPLE_PLAYBOOK.read_text())[0]
+def example_partitions(playbook: Path = EXAMPLE_PLAYBOOK) -> list[dict]:
+    """Return slurmgate_partitions as an example playbook (default: the GPU-cluster one) declares it."""
+    play = yaml.safe_load(playbook.read_text())[0]
     return play["vars"]["slurmgate_partitions"]
 
 
@@ -84,6 +95,7 @@ class Site:
 
     base: Path
     extra_vars: dict
+    playbook: Path = EXAMPLE_PLAYBOOK
 
     @property
     def kernels_dir(self) -> Path:
@@ -93,8 +105,8 @@ class Site:
     def token(self) -> str:
         return self.extra_vars["slurmgate_gateway_auth_token"]
 
-    def run(self, *options: str, playbook: Path = EXAMPLE_PLAYBOOK, **overrides):
-        return run_playbook(playbook, {**self.extra_vars, **overrides}, self.base / "ansible", *options)
+    def run(self, *options: str, **overrides):
+        return run_playbook(self.playbook, {**self.extra_vars, **overrides}, self.base / "ansible", *options)
 
 
 @pytest.fixture(scope="module")
@@ -139,6 +151,25 @@ def make_site(role_venv, tmp_path_factory):
 def converged(slurm_cluster, make_site):
     """A site where the GPU-cluster example playbook ran once, and that run."""
     site = make_site("converged")
+    first_run = site.run()
+    assert first_run.returncode == 0, first_run.output
+    return site, first_run
+
+
+@pytest.fixture(scope="module")
+def eg3_venv(eg3_python, tmp_path_factory) -> Path:
+    """A venv for the role to install slurmgate into, which reuses the Enterprise Gateway 3.3 packages of SLURMGATE_EG3_PYTHON."""
+    venv = tmp_path_factory.mktemp("role-eg3-venv") / "venv"
+    make_test_venv(venv, base_python=eg3_python)
+    return venv
+
+
+@pytest.fixture(scope="module")
+def eg3_converged(slurm_cluster, make_site, eg3_venv):
+    """A site where the Enterprise Gateway example playbook ran once, and that run."""
+    site = make_site("eg3-converged")
+    site.playbook = EG3_PLAYBOOK
+    site.extra_vars.update({"slurmgate_eg3_venv": str(eg3_venv), "slurmgate_gateway_port": free_port()})
     first_run = site.run()
     assert first_run.returncode == 0, first_run.output
     return site, first_run
@@ -232,11 +263,14 @@ def test_systemd_unit_passes_verify(converged):
 
 
 @pytest.mark.cluster
-def test_kernelspecs_match_slurm_spec_install(converged, tmp_path):
-    site, _ = converged
+@pytest.mark.parametrize(("site_fixture", "layout"), [("converged", "provisioner"), ("eg3_converged", "eg3")])
+def test_kernelspecs_match_slurm_spec_install(request, site_fixture, layout, tmp_path):
+    site, _ = request.getfixturevalue(site_fixture)
     venv = Path(site.extra_vars["slurmgate_venv"])
-    for entry in example_partitions():
-        options = ["install", *cli_options(entry), f"--python={venv}/bin/python", f"--prefix={tmp_path}"]
+    for entry in example_partitions(site.playbook):
+        options = [
+            "install", *cli_options(entry), f"--gateway={layout}", f"--python={venv}/bin/python", f"--prefix={tmp_path}",
+        ]
         subprocess.run([str(venv / "bin" / "jupyter-slurm-spec"), *options], check=True, capture_output=True)
         expected = directory_files(tmp_path / "share/jupyter/kernels" / entry["name"])
         assert sorted(expected) == ["kernel.json", "logo-32x32.png", "logo-64x64.png"]
@@ -310,6 +344,150 @@ def test_check_diff_after_converge_is_clean(converged):
     assert site.token not in check_run.output
 
 
+def read_environment_file(path: Path) -> dict[str, str]:
+    """Read the role's environment file as systemd's EnvironmentFile= does for its simple NAME=VALUE lines."""
+    environment = {}
+    for line in path.read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.split("=", 1)
+            # The role quotes every value but the token, with backslash escapes inside the quotes.
+            environment[name] = re.sub(r"\\(.)", r"\1", value[1:-1]) if value.startswith('"') else value
+    return environment
+
+
+def start_role_enterprise_gateway(site: Site, eg3_venv: Path, runtime_dir: Path) -> GatewayProcess:
+    """Start Enterprise Gateway with the command, configuration, environment file and working directory of the role's systemd unit.
+
+    It runs as the user running the tests, not as the unit's User=, so start
+    requests must name KERNEL_USERNAME when that user is root.
+    """
+    environment = read_environment_file(site.base / "etc" / "gateway.env")
+    argv = [str(eg3_venv / "bin" / "python"), "-m", "slurmgate.provisioners.eg3_app", f"--config={site.base / 'etc' / EG3_CONFIG_NAME}"]
+    log_path = runtime_dir / "gateway.log"
+    with open(log_path, "w") as log_file:
+        process = subprocess.Popen(
+            argv, stdout=log_file, stderr=subprocess.STDOUT, cwd=site.extra_vars["slurmgate_gateway_working_dir"],
+            env=dict(os.environ, JUPYTER_RUNTIME_DIR=str(runtime_dir), **environment), start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{site.extra_vars['slurmgate_gateway_port']}"
+    server = GatewayProcess(process, Gateway(url, token=environment["EG_AUTH_TOKEN"]), log_path)
+    try:
+        server.wait_ready()
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+@pytest.mark.cluster
+def test_eg3_example_creates_kernelspecs(eg3_converged):
+    site, first_run = eg3_converged
+    assert first_run.recap["changed"] > 0
+    assert sorted(path.name for path in site.kernels_dir.iterdir()) == ["slurm-cpu", "slurm-gpu"]
+    spec = json.loads((site.kernels_dir / "slurm-gpu" / "kernel.json").read_text())
+    # The kernels run from the main venv, not from Enterprise Gateway's.
+    assert spec["argv"] == [site.extra_vars["slurmgate_venv"] + "/bin/python", "-m", "slurmgate.provisioners.launcher"]
+    assert "kernel_provisioner" not in spec["metadata"]
+    assert spec["metadata"]["process_proxy"] == {
+        "class_name": PROCESS_PROXY_CLASS,
+        "config": {"partition": "gpu", "gpus": 1, "cpus": 4, "memory": "8G", "walltime": "1:00:00", "extra_directives": ["--no-requeue"]},
+    }
+
+
+@pytest.mark.cluster
+def test_eg3_example_writes_gateway_config(eg3_converged):
+    site, first_run = eg3_converged
+    config_dir = site.base / "etc"
+    assert not (config_dir / CONFIG_NAME).exists()
+    config = PyFileConfigLoader(EG3_CONFIG_NAME, path=str(config_dir)).load_config()
+    assert config.EnterpriseGatewayApp.ip == "127.0.0.1"
+    assert config.EnterpriseGatewayApp.port == site.extra_vars["slurmgate_gateway_port"]
+    assert config.EnterpriseGatewayApp.port_retries == 0
+    assert config.EnterpriseGatewayApp.default_kernel_name == "slurm-cpu"
+    assert config.EnterpriseGatewayApp.list_kernels is True
+    assert config.EnterpriseGatewayApp.unauthorized_users == {"root"}
+    assert config.EnterpriseGatewayApp.kernel_manager_class == "slurmgate.provisioners.eg3.SlurmRemoteMappingKernelManager"
+    assert config.KernelSpecManager.whitelist == ["slurm-cpu", "slurm-gpu"]
+    assert config.SlurmKernelConfig.launch_timeout == 600.0
+    assert config.SlurmKernelConfig.allowed_partitions == ["cpu", "gpu"]
+    assert config.SlurmKernelConfig.partition_limits == {
+        "cpu": {"max_cpus": 8, "max_walltime": "8:00:00"},
+        "gpu": {"max_gpus": 2, "max_memory": "32G", "max_walltime": "2:00:00"},
+    }
+    assert site.token not in (config_dir / EG3_CONFIG_NAME).read_text()
+    assert site.token not in first_run.output
+    environment_file = config_dir / "gateway.env"
+    assert stat.S_IMODE(environment_file.stat().st_mode) == 0o600
+    environment = read_environment_file(environment_file)
+    assert environment["EG_AUTH_TOKEN"] == site.token
+    assert "KG_AUTH_TOKEN" not in environment
+    assert environment["JUPYTER_PATH"] == str(site.base / "prefix" / "share" / "jupyter")
+
+
+@pytest.mark.cluster
+def test_eg3_example_writes_systemd_unit(eg3_converged, eg3_venv):
+    site, _ = eg3_converged
+    unit_path = site.base / "systemd" / "slurmgate-gateway.service"
+    unit = unit_path.read_text()
+    config = site.base / "etc" / EG3_CONFIG_NAME
+    assert f'ExecStart="{eg3_venv}/bin/python" -m slurmgate.provisioners.eg3_app "--config={config}"\n' in unit
+    assert f"User={getpass.getuser()}\n" in unit
+    assert "Description=Jupyter Enterprise Gateway for kernels that run as Slurm jobs (slurmgate)\n" in unit
+    if shutil.which("systemd-analyze") is not None:
+        result = subprocess.run(["systemd-analyze", "verify", str(unit_path)], capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.cluster
+def test_eg3_second_run_changes_nothing(eg3_converged):
+    site, _ = eg3_converged
+    second_run = site.run()
+    assert second_run.returncode == 0, second_run.output
+    assert second_run.recap["changed"] == 0, second_run.output
+
+
+@pytest.mark.cluster
+def test_eg3_check_diff_after_converge_is_clean(eg3_converged):
+    site, _ = eg3_converged
+    check_run = site.run("--check", "--diff")
+    assert check_run.returncode == 0, check_run.output
+    assert check_run.recap["changed"] == 0, check_run.output
+    assert site.token not in check_run.output
+
+
+@pytest.mark.cluster
+def test_eg3_gpu_kernel_runs_on_gpu_partition(eg3_converged, eg3_venv, tmp_path):
+    site, _ = eg3_converged
+    server = start_role_enterprise_gateway(site, eg3_venv, tmp_path)
+    gateway = server.gateway
+    job_id = None
+    kernel_id = None
+    try:
+        # Only the role's kernelspecs are offered, not the EG venv's own python3.
+        assert sorted(gateway.kernelspecs()) == ["slurm-cpu", "slurm-gpu"]
+        kernel_id = gateway.start_kernel("slurm-gpu", env=EG3_USER_ENV, timeout=120)["id"]
+        job_id = gateway.kernel(kernel_id)["slurm"]["job_id"]
+        assert squeue_fields(job_id) == ["gpu", "gres:gpu:1"]
+        channels = gateway.connect(kernel_id)
+        try:
+            result = channels.execute("import os, sys; print(sys.executable, os.environ['SLURM_JOB_PARTITION'])")
+        finally:
+            channels.close()
+        assert result.stdout.split() == [site.extra_vars["slurmgate_venv"] + "/bin/python", "gpu"]
+        gateway.shutdown(kernel_id)
+        kernel_id = None
+        assert wait_until(lambda: not squeue_ids(f"--jobs={job_id}"), 15)
+    finally:
+        if kernel_id is not None:
+            try:
+                gateway.shutdown(kernel_id)
+            except (GatewayError, OSError):
+                pass  # The gateway stop below shuts the kernel down, and the scancel cancels its job.
+        server.stop()
+        if job_id is not None and squeue_ids(f"--jobs={job_id}"):
+            subprocess.run(["scancel", job_id], check=False)
+
+
 @pytest.mark.cluster
 def test_check_on_new_host_writes_nothing(slurm_cluster, make_site, tmp_path):
     site = make_site("new-host")
@@ -367,9 +545,9 @@ INVALID_SETTINGS = {
         {"slurmgate_partitions": [{"name": "slurm-cpu", "partition": "cpu", "walltime": 3600}]},
         "walltime: invalid time 3600: write the time limit as a quoted string",
     ),
-    "enterprise gateway": (
-        {"slurmgate_gateway_kind": "enterprisegateway"},
-        "slurmgate_gateway_kind 'enterprisegateway' is not supported by this role yet",
+    "enterprise gateway in the kernels' venv": (
+        {"slurmgate_gateway_kind": "enterprisegateway", "slurmgate_eg3_venv": "{{ slurmgate_venv }}/"},
+        "slurmgate_eg3_venv and slurmgate_venv are both",
     ),
     "short token": (
         {"slurmgate_gateway_auth_token": "short"},
@@ -405,12 +583,19 @@ FULL_ENTRY = {
 }
 
 
+@pytest.mark.parametrize("layout", ["provisioner", "eg3"])
 @pytest.mark.parametrize("entry", [FULL_ENTRY, {"name": "cpu-small", "partition": "cpu", "gpus": 0}], ids=["all-settings", "defaults"])
-def test_kernelspec_filter_matches_cli(entry, tmp_path):
+def test_kernelspec_filter_matches_cli(entry, layout, tmp_path):
     python = "/opt/slurmgate/bin/python"
-    assert slurm_spec_main(["install", *cli_options(entry), f"--python={python}", f"--prefix={tmp_path}"]) == 0
+    options = ["install", *cli_options(entry), f"--gateway={layout}", f"--python={python}", f"--prefix={tmp_path}"]
+    assert slurm_spec_main(options) == 0
     written = (tmp_path / "share/jupyter/kernels" / entry["name"].lower() / "kernel.json").read_text()
-    assert load_filters().kernelspec_json(entry, python) == written
+    assert load_filters().kernelspec_json(entry, python, layout) == written
+
+
+def test_kernelspec_filter_rejects_unknown_layout():
+    with pytest.raises(ValueError, match="invalid kernelspec layout 'eg2'"):
+        load_filters().kernelspec({"name": "slurm-cpu", "partition": "cpu"}, "/opt/slurmgate/bin/python", "eg2")
 
 
 @pytest.mark.parametrize("value", ["1", "512M", "16G", "1T", "1500K", "2048", 4096, "8gb"])

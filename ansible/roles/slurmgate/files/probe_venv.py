@@ -2,12 +2,14 @@
 
 Usage: python probe_venv.py '{"gateway_module": "kernel_gateway", "requirements": ["jupyter_client>=8"]}'
 
-The output has four keys. "slurmgate" is the installed version, or null
-when slurmgate cannot be imported. "gateway" tells whether the gateway module
-is installed. "unsatisfied" lists the requirements whose distribution is
-missing or has a version outside the specifier, or all of them when the
-'packaging' library is missing. "logo_dir" is ipykernel's logo directory, or
-null.
+The request may also name "slurmgate_module", the slurmgate module that
+must import (default slurmgate.provisioners.provisioner, which needs
+jupyter_client 7 or later). The output has four keys. "slurmgate" is the
+installed version, or null when that module cannot be imported. "gateway"
+is true when the gateway module is installed. "unsatisfied" lists the
+requirements whose distribution is missing or has a version outside the
+specifier, or all of them when the 'packaging' library is missing.
+"logo_dir" is ipykernel's logo directory, or null.
 """
 
 import importlib.metadata
@@ -36,7 +38,10 @@ def unsatisfied(requirements):
     return missing
 
 
-def probe(gateway_module, requirements):
+DEFAULT_SLURMGATE_MODULE = "slurmgate.provisioners.provisioner"
+
+
+def probe(gateway_module, requirements, slurmgate_module=DEFAULT_SLURMGATE_MODULE):
     report = {
         "slurmgate": None,
         "gateway": importlib.util.find_spec(gateway_module) is not None,
@@ -44,7 +49,7 @@ def probe(gateway_module, requirements):
         "logo_dir": None,
     }
     try:
-        import slurmgate.provisioners.provisioner  # noqa: F401 - the module the gateway loads
+        importlib.import_module(slurmgate_module)
     except ImportError:
         pass
     else:
@@ -59,4 +64,5 @@ def probe(gateway_module, requirements):
 
 if __name__ == "__main__":
     request = json.loads(sys.argv[1])
-    print(json.dumps(probe(request["gateway_module"], request["requirements"])))
+    slurmgate_module = request.get("slurmgate_module", DEFAULT_SLURMGATE_MODULE)
+    print(json.dumps(probe(request["gateway_module"], request["requirements"], slurmgate_module)))

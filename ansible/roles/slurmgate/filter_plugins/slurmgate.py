@@ -18,6 +18,9 @@ except ImportError:  # Imported outside Ansible, by the role's tests.
 
 LAUNCHER_MODULE = "slurmgate.provisioners.launcher"
 PROVISIONER_NAME = "slurm-provisioner"
+PROCESS_PROXY_CLASS = "slurmgate.provisioners.eg3.SlurmProcessProxy"
+# kernel.json layouts, named as the --gateway option of `jupyter slurm-spec install` names them.
+KERNELSPEC_LAYOUTS = ("provisioner", "eg3")
 
 # Entry key, kernelspec config key and type, in the order that `jupyter slurm-spec install` writes them.
 _RESOURCE_KEYS = (
@@ -108,13 +111,21 @@ def walltime_seconds(value) -> int:
     return total
 
 
-def kernelspec(entry: dict, python: str) -> dict:
-    """Build kernel.json for one slurmgate_partitions entry, as `jupyter slurm-spec install` does.
+def kernelspec(entry: dict, python: str, layout: str = "provisioner") -> dict:
+    """Build kernel.json for one slurmgate_partitions entry, as `jupyter slurm-spec install --gateway LAYOUT` does.
+
+    The 'provisioner' layout names slurmgate's kernel provisioner (jupyter_client 8:
+    Kernel Gateway 3, Jupyter Server 2). The 'eg3' layout names its process proxy
+    for Enterprise Gateway 3, which reads the same settings from there.
 
     >>> spec = kernelspec({"name": "slurm-gpu", "partition": "gpu", "gpus": 1, "prologue": ["module load cuda"]}, "/opt/sg/bin/python")
     >>> spec["display_name"], spec["metadata"]["kernel_provisioner"]["config"]
     ('Python 3 (Slurm gpu)', {'partition': 'gpu', 'gpus': 1, 'script_prologue': ['module load cuda']})
+    >>> kernelspec({"name": "slurm-cpu", "partition": "cpu"}, "/opt/sg/bin/python", "eg3")["metadata"]["process_proxy"]
+    {'class_name': 'slurmgate.provisioners.eg3.SlurmProcessProxy', 'config': {'partition': 'cpu'}}
     """
+    if layout not in KERNELSPEC_LAYOUTS:
+        raise AnsibleFilterError(f"invalid kernelspec layout {layout!r}: use {' or '.join(KERNELSPEC_LAYOUTS)}")
     config = {}
     for key, setting, kind in _RESOURCE_KEYS:
         if _is_set(entry.get(key)):
@@ -130,21 +141,22 @@ def kernelspec(entry: dict, python: str) -> dict:
     if entry.get("job_output"):
         config["job_output"] = str(entry["job_output"])
     display_name = entry.get("display_name") or f"Python 3 (Slurm {entry.get('partition') or 'default partition'})"
+    if layout == "eg3":
+        metadata = {"process_proxy": {"class_name": PROCESS_PROXY_CLASS, "config": config}, "debugger": False}
+    else:
+        metadata = {"kernel_provisioner": {"provisioner_name": PROVISIONER_NAME, "config": config}, "debugger": False}
     return {
         "argv": [str(python), "-m", LAUNCHER_MODULE],
         "display_name": str(display_name),
         "language": "python",
         "interrupt_mode": "message",
-        "metadata": {
-            "kernel_provisioner": {"provisioner_name": PROVISIONER_NAME, "config": config},
-            "debugger": False,
-        },
+        "metadata": metadata,
     }
 
 
-def kernelspec_json(entry: dict, python: str) -> str:
-    """Return kernel.json's text byte for byte as `jupyter slurm-spec install` writes it."""
-    return json.dumps(kernelspec(entry, python), indent=2) + "\n"
+def kernelspec_json(entry: dict, python: str, layout: str = "provisioner") -> str:
+    """Return kernel.json's text byte for byte as `jupyter slurm-spec install --gateway LAYOUT` writes it."""
+    return json.dumps(kernelspec(entry, python, layout), indent=2) + "\n"
 
 
 def partition_limits(entries: list) -> dict:
