@@ -15,10 +15,15 @@ import os
 from traitlets import Bool, Dict, Float, Integer, List, TraitError, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
+from slurmgate.slurm.client import SlurmClient
 from slurmgate.slurm.policy import CLIENT_FIELDS, Limits, Policy
 from slurmgate.slurm.request import RequestError, parse_memory_field, parse_walltime_field
+from slurmgate.slurm.runner import SSHRunner
 
 ENV_PREFIX = "SLURMGATE_"
+
+# Slurm clients by access (local, or SSH host, port, user and key), shared by all kernels.
+_CLIENTS: dict[tuple, SlurmClient] = {}
 
 # Variables the job gets from the gateway's environment unless the site
 # configures another list. Secrets and the gateway's own tokens are never
@@ -488,6 +493,45 @@ class SlurmKernelConfig(LoggingConfigurable):
     @default("ssh_jump_host")
     def _ssh_jump_host_default(self):
         return _env("SSH_JUMP_HOST")
+
+    submit_host = Unicode(
+        config=True,
+        help="Login node on which to run sbatch, squeue and the other Slurm commands over SSH,"
+        " as HOST or HOST:PORT; empty runs them on the gateway host. Uses ssh_user,"
+        " ssh_key_file and ssh_known_hosts. (SLURMGATE_SUBMIT_HOST env var)",
+    )
+
+    @default("submit_host")
+    def _submit_host_default(self):
+        return _env("SUBMIT_HOST")
+
+    @validate("submit_host")
+    def _validate_submit_host(self, proposal):
+        host, separator, port = proposal["value"].partition(":")
+        if separator and not port.isdigit():
+            raise TraitError(f"submit_host {proposal['value']!r} has an invalid port; write HOST or HOST:PORT")
+        return proposal["value"]
+
+    def slurm_client(self) -> SlurmClient:
+        """Return the Slurm client these settings describe, shared by all kernels that use the same access.
+
+        Sharing keeps one SSH connection per login node and lets one poller
+        serve every kernel of the gateway.
+        """
+        if not self.submit_host:
+            key: tuple = ("local",)
+        else:
+            host, _, port = self.submit_host.partition(":")
+            key = ("ssh", host, int(port or 22), self.ssh_user, self.ssh_key_file, self.ssh_known_hosts)
+        client = _CLIENTS.get(key)
+        if client is None:
+            if key[0] == "local":
+                client = SlurmClient()
+            else:
+                connect = {"port": key[2], "username": self.ssh_user or None, "key_filename": self.ssh_key_file or None}
+                client = SlurmClient(SSHRunner(key[1], known_hosts=self.ssh_known_hosts or None, **connect))
+            _CLIENTS[key] = client
+        return client
 
     def build_tunnel(self, kernel_id: str, connection_info: dict, node: str):
         """Return an unopened tunnel to the kernel on ``node`` as these settings describe."""

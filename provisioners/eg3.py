@@ -83,7 +83,7 @@ class SlurmProcessProxy(RemoteProcessProxy):
         self._key = ""
 
     def _client(self) -> SlurmClient:
-        return SlurmClient()
+        return self.settings.slurm_client()
 
     def _poller(self) -> JobPoller:
         return JobPoller.shared(

@@ -66,7 +66,7 @@ class SlurmProvisioner(KernelProvisionerBase, SlurmKernelConfig):  # type: ignor
         return self.kernel_job is not None and self.kernel_job.job_id is not None
 
     def _client(self) -> SlurmClient:
-        return SlurmClient()
+        return self.slurm_client()
 
     def _poller(self) -> JobPoller:
         return JobPoller.shared(self._client(), interval=self.poll_interval, fast_interval=self.fast_poll_interval)
