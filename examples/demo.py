@@ -141,7 +141,8 @@ def main() -> int:
         step = "run the notebook"
         run_notebook(gateway.gateway, args.notebook, args.kernel, env)
         if server is not None:
-            print(f"the kernel's channels went through SSH to 127.0.0.1:{server.port} ({server.accepted_logins()} SSH login)")
+            logins = server.accepted_logins()
+            print(f"the kernel's channels went through SSH to 127.0.0.1:{server.port} ({logins} SSH login{'s' if logins != 1 else ''})")
     except (StepFailed, subprocess.CalledProcessError, OSError, RuntimeError, ValueError) as error:
         print(f"\ndemo failed at step '{step}': {error}", file=sys.stderr)
         if gateway is not None:
