@@ -59,7 +59,7 @@ class GatewayProcess:
                 self.process.wait()
 
 
-def _spawn(argv: list[str], env: dict[str, str], port: int, token: str, log_path: Path) -> GatewayProcess:
+def spawn_server(argv: list[str], env: dict[str, str], port: int, token: str, log_path: Path) -> GatewayProcess:
     """Start a server process with its output in ``log_path`` and wait until it answers."""
     log_file = open(log_path, "w")
     process = subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT, env=env, start_new_session=True)
@@ -83,7 +83,7 @@ def start_kernel_gateway(
         *(extra_args or []),
     ]
     process_env = dict(os.environ, JUPYTER_PATH=str(jupyter_path), KG_AUTH_TOKEN=token, **(env or {}))
-    return _spawn(argv, process_env, port, token, log_path)
+    return spawn_server(argv, process_env, port, token, log_path)
 
 
 def start_enterprise_gateway(
@@ -108,7 +108,7 @@ def start_enterprise_gateway(
         *(extra_args or []),
     ]
     process_env = dict(os.environ, JUPYTER_PATH=str(jupyter_path), EG_AUTH_TOKEN=token, **(env or {}))
-    return _spawn(argv, process_env, port, token, log_path)
+    return spawn_server(argv, process_env, port, token, log_path)
 
 
 def start_jupyterlab(gateway: Gateway, root_dir: Path, log_path: Path, env: dict[str, str] | None = None) -> GatewayProcess:
@@ -127,4 +127,4 @@ def start_jupyterlab(gateway: Gateway, root_dir: Path, log_path: Path, env: dict
         # A Slurm kernel may wait in the queue: the start request must outlast the launch.
         "--GatewayClient.request_timeout=320", "--GatewayClient.connect_timeout=320",
     ]
-    return _spawn(argv, dict(os.environ, KERNEL_LAUNCH_TIMEOUT="300", **(env or {})), port, token, log_path)
+    return spawn_server(argv, dict(os.environ, KERNEL_LAUNCH_TIMEOUT="300", **(env or {})), port, token, log_path)

@@ -27,7 +27,7 @@ _CLIENTS: dict[tuple, SlurmClient] = {}
 
 # Variables the job gets from the gateway's environment unless the site
 # configures another list. Secrets and the gateway's own tokens are never
-# among them: a job sees only the names listed here and the launch's own.
+# among them: a job receives only the names listed here and the launch's own.
 DEFAULT_ENV_PASSTHROUGH = ["PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ"]
 
 # Request fields clients may set unless the site configures otherwise.
@@ -332,7 +332,7 @@ class SlurmKernelConfig(LoggingConfigurable):
 
     max_walltime = Unicode(
         config=True,
-        help="Longest time limit one kernel may ask for, such as 8:00:00; empty means no"
+        help="Maximum time limit one kernel may request, such as 8:00:00; empty means no"
         " gateway limit. (SLURMGATE_MAX_WALLTIME env var)",
     )
 
@@ -364,7 +364,7 @@ class SlurmKernelConfig(LoggingConfigurable):
 
     max_launch_timeout = Float(
         config=True,
-        help="Longest launch timeout, in seconds, a client may ask for with KERNEL_LAUNCH_TIMEOUT."
+        help="Maximum launch timeout, in seconds, a client may request with KERNEL_LAUNCH_TIMEOUT."
         " (SLURMGATE_MAX_LAUNCH_TIMEOUT env var)",
     )
 
@@ -505,11 +505,11 @@ class SlurmKernelConfig(LoggingConfigurable):
     def _submit_host_default(self):
         return _env("SUBMIT_HOST")
 
-    @validate("submit_host")
-    def _validate_submit_host(self, proposal):
-        host, separator, port = proposal["value"].partition(":")
-        if separator and not port.isdigit():
-            raise TraitError(f"submit_host {proposal['value']!r} has an invalid port; write HOST or HOST:PORT")
+    @validate("submit_host", "ssh_jump_host")
+    def _validate_host_and_port(self, proposal):
+        _host, separator, port = proposal["value"].partition(":")
+        if separator and not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+            raise TraitError(f"{proposal['trait'].name} {proposal['value']!r} has an invalid port; write HOST or HOST:PORT")
         return proposal["value"]
 
     def slurm_client(self) -> SlurmClient:
@@ -547,13 +547,6 @@ class SlurmKernelConfig(LoggingConfigurable):
             kernel_id, target, connection_info,
             known_hosts=self.ssh_known_hosts, key_filename=self.ssh_key_file or None, jump_host=jump,
         )
-
-    @validate("ssh_jump_host")
-    def _validate_ssh_jump_host(self, proposal):
-        host, separator, port = proposal["value"].partition(":")
-        if separator and not port.isdigit():
-            raise TraitError(f"ssh_jump_host {proposal['value']!r} has an invalid port; write HOST or HOST:PORT")
-        return proposal["value"]
 
     @validate("gpus")
     def _validate_gpus(self, proposal):

@@ -22,6 +22,8 @@ from slurmgate.provisioners.config import SlurmKernelConfig
         ("launch_timeout", float("nan"), "finite number of seconds"),
         ("max_launch_timeout", float("inf"), "finite number of seconds"),
         ("client_overrides", ["partition", "launch_timeout"], "unknown field"),
+        ("submit_host", "login01:ssh", "invalid port"),
+        ("ssh_jump_host", "login01:70000", "invalid port"),
     ],
 )
 def test_trait_validators_raise(trait, value, message):

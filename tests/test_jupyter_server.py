@@ -9,8 +9,7 @@ import sys
 
 import pytest
 
-from gateway_client import Gateway
-from gateways import GatewayProcess, free_port
+from gateways import free_port, spawn_server
 from support import WAITING_FOR_GPU, squeue_ids, wait_until
 
 pytestmark = [pytest.mark.cluster, pytest.mark.gateway]
@@ -28,11 +27,7 @@ def jupyter_server(slurm_cluster, kernelspec_prefix, tmp_path_factory):
         "--ServerApp.kernel_manager_class=slurmgate.provisioners.kernelmanagers.SlurmMappingKernelManager",
         "--SlurmMappingKernelManager.use_pending_kernels=True",
     ]
-    env = dict(os.environ, JUPYTER_PATH=str(kernelspec_prefix))
-    with open(directory / "server.log", "w") as log:
-        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    server = GatewayProcess(process, Gateway(f"http://127.0.0.1:{port}", token=token), directory / "server.log")
-    server.wait_ready()
+    server = spawn_server(argv, dict(os.environ, JUPYTER_PATH=str(kernelspec_prefix)), port, token, directory / "server.log")
     yield server
     server.stop()
 
