@@ -79,9 +79,10 @@ def test_cancel_and_end_details(client, submit_job):
     job_id = submit_job("sleep 300")
     assert wait_until(lambda: client.query([job_id])[job_id].is_running, 10)
     client.cancel(job_id)
-    ended = wait_until(lambda: client.query([job_id])[job_id].base_state == "CANCELLED", 2)
-    assert ended
-    assert not squeue_ids(f"--jobs={job_id}")
+    # Gone from squeue's default listing (pending, running, completing). The
+    # kernel tests hold the 2 s promise; a loaded slurmd may take a little longer here.
+    assert wait_until(lambda: not squeue_ids(f"--jobs={job_id}"), 5)
+    assert wait_until(lambda: client.query([job_id])[job_id].base_state == "CANCELLED", 10)
     assert client.show_job(job_id).state == "CANCELLED"
     client.cancel(job_id)  # cancelling an ended job is not an error
 
