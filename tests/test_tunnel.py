@@ -222,7 +222,7 @@ def test_unknown_host_key_rejected(make_tunnel, ssh_server, tmp_path):
     assert "ssh-keyscan" in message
     assert "SHA256:" in message
     assert tunnel.local_ports == {}
-    assert set(threading.enumerate()) == threads_before
+    assert set(threading.enumerate()) - threads_before == set()
 
 
 def test_unknown_jump_host_key_rejected(make_tunnel, ssh_server, tmp_path):
@@ -297,8 +297,10 @@ def test_close_releases_ports_threads_and_files(make_tunnel):
     for name in PORT_NAMES:
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection((LOCAL_IP, local_info[name]), timeout=WAIT)
-    assert set(threading.enumerate()) == threads_before
-    assert open_fd_count() == fds_before
+    # Threads and files of other components (the shared job poller) may end
+    # meanwhile, so only what the tunnel added must be gone.
+    assert set(threading.enumerate()) - threads_before == set()
+    assert open_fd_count() <= fds_before
     assert not tunnel.is_connected
 
 
@@ -355,4 +357,4 @@ def test_close_during_reconnect(kernel, tmp_path):
         tunnel.close()
         server.stop()
     assert tunnel.failure is None
-    assert set(threading.enumerate()) == threads_before
+    assert set(threading.enumerate()) - threads_before == set()
