@@ -54,7 +54,7 @@ def install_kernelspecs(prefix: Path, job_output: str, extra: list[str]) -> Path
 
 
 def queued_jobs(job_id: str) -> str:
-    """Return what squeue says of the job while it is pending or running."""
+    """Return squeue's line for the job while it is pending or running, else an empty string."""
     argv = ["squeue", "--noheader", f"--jobs={job_id}", "--format=%i %T %P %b"]
     return subprocess.run(argv, capture_output=True, text=True).stdout.strip()
 
@@ -134,7 +134,7 @@ def main() -> int:
     server = None
     try:
         if subprocess.run(["scontrol", "ping"], capture_output=True).returncode != 0:
-            raise StepFailed("slurmctld does not answer 'scontrol ping'; run 'slurmgate devcluster up' as root")
+            raise StepFailed("slurmctld does not respond to 'scontrol ping'; run 'slurmgate devcluster up' as root")
         step = f"install the kernelspecs and start {args.gateway}"
         gateway, env, server = start_gateway(args, workdir)
         print(f"{args.gateway} listens on {gateway.gateway.url}; kernelspecs: {', '.join(sorted(gateway.gateway.kernelspecs()))}")

@@ -20,7 +20,7 @@ import websocket
 
 
 class GatewayError(RuntimeError):
-    """The gateway answered a request with an error status."""
+    """The gateway responded to a request with an error status."""
 
     def __init__(self, status: int, message: str):
         super().__init__(f"gateway answered HTTP {status}: {message}")
@@ -30,7 +30,7 @@ class GatewayError(RuntimeError):
 
 @dataclass
 class ExecutionResult:
-    """What one executed cell produced."""
+    """The output and status of one executed cell."""
 
     status: str
     stdout: str = ""
@@ -56,7 +56,7 @@ class Gateway:
         return {"Authorization": f"token {self.token}"} if self.token else {}
 
     def request(self, method: str, path: str, body: Any = None, timeout: float | None = None) -> Any:
-        """Send one REST request and return the decoded JSON answer."""
+        """Send one REST request and return the decoded JSON response."""
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(self.url + path, data=data, method=method, headers=self.headers())
         if data is not None:
@@ -83,8 +83,8 @@ class Gateway:
     def start_kernel(self, name: str, env: dict[str, str] | None = None, timeout: float | None = None) -> dict[str, Any]:
         """Start a kernel and return its model.
 
-        Enterprise Gateway answers once the kernel runs; Kernel Gateway with
-        pending kernels answers at once (see :meth:`wait_until_started`).
+        Enterprise Gateway responds once the kernel runs. Kernel Gateway with
+        pending kernels responds at once (see :meth:`wait_until_started`).
         """
         return self.request("POST", "/api/kernels", {"name": name, "env": env or {}}, timeout=timeout)
 

@@ -42,7 +42,7 @@ class GatewayProcess:
                 return
             except (OSError, GatewayError):
                 time.sleep(0.2)
-        raise TimeoutError(f"the gateway did not answer within {timeout:g} s; its log:\n{self.log()}")
+        raise TimeoutError(f"the gateway did not respond within {timeout:g} s; its log:\n{self.log()}")
 
     def log(self) -> str:
         """Return the gateway's log so far."""
@@ -60,7 +60,7 @@ class GatewayProcess:
 
 
 def spawn_server(argv: list[str], env: dict[str, str], port: int, token: str, log_path: Path) -> GatewayProcess:
-    """Start a server process with its output in ``log_path`` and wait until it answers."""
+    """Start a server process with its output in ``log_path`` and wait until it responds."""
     log_file = open(log_path, "w")
     process = subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     log_file.close()

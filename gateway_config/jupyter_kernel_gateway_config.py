@@ -11,7 +11,7 @@ c = get_config()  # noqa: F821 - defined by traitlets when it loads this file
 c.KernelGatewayApp.ip = "127.0.0.1"
 
 # Clients built on @jupyterlab/services (VS Code, JupyterLab) list kernels
-# before they use one; Kernel Gateway answers 403 unless listing is on.
+# before they use one; Kernel Gateway responds 403 unless listing is on.
 c.JupyterWebsocketPersonality.list_kernels = True
 
 # A kernel waits in the Slurm queue inside its start request. These apply to
@@ -21,7 +21,7 @@ c.SlurmKernelConfig.poll_interval = 5.0
 
 # Kernel models carry a "slurm" field (job id, state, pending reason, queue
 # position, estimated start, time limit). With pending kernels, POST
-# /api/kernels answers at once and the model is readable while the job
+# /api/kernels returns at once and the model is readable while the job
 # queues; the kernel's WebSocket waits until the kernel runs.
 c.KernelGatewayApp.kernel_manager_class = "slurmgate.provisioners.kernelgateway.SlurmSeedingKernelManager"
 c.SlurmSeedingKernelManager.use_pending_kernels = True

@@ -147,14 +147,8 @@ def _copy_logos(directory: Path) -> None:
             shutil.copyfile(resources / logo, directory / logo)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Build the ``jupyter slurm-spec`` argument parser."""
-    parser = argparse.ArgumentParser(prog="jupyter slurm-spec", description="Manage kernelspecs whose kernels run as Slurm jobs.")
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser(
-        "settings", help="list every Slurm kernel setting (kernelspec config, gateway config, SLURMGATE_* variables)"
-    )
-    sub = commands.add_parser("install", help="write a kernelspec")
+def _add_resource_options(sub: argparse.ArgumentParser) -> None:
+    """Add the options that describe the kernel's job."""
     sub.add_argument("--name", required=True, help="kernelspec name, such as slurm-gpu")
     sub.add_argument("--display-name", help="name shown in the launcher, such as 'Python 3 (GPU)'")
     sub.add_argument("--partition", help="Slurm partition; default: the cluster's default partition")
@@ -184,6 +178,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="kind of kernelspec: 'provisioner' for hosts with jupyter_client 8 (Kernel Gateway 3,"
         " Jupyter Server 2, JupyterLab 4), 'eg3' for Enterprise Gateway 3's process proxy (default: provisioner)",
     )
+
+
+def _add_tunnel_options(sub: argparse.ArgumentParser) -> None:
+    """Add the SSH tunnel options."""
     tunnel = sub.add_argument_group("SSH tunnel", "reach the kernel through one SSH connection per kernel")
     tunnel.add_argument("--ssh-tunnel", action="store_true", help="bind the kernel to 127.0.0.1 on the node and tunnel its ports")
     tunnel.add_argument("--ssh-node-host", help="host name for SSH to the node; {node} is the Slurm node name (default {node})")
@@ -192,6 +190,18 @@ def build_parser() -> argparse.ArgumentParser:
     tunnel.add_argument("--ssh-key-file", help="private key file (default: the SSH agent and default keys)")
     tunnel.add_argument("--ssh-known-hosts", help="known_hosts file with the nodes' host keys (default ~/.ssh/known_hosts)")
     tunnel.add_argument("--ssh-jump-host", help="login node to connect through, as HOST or HOST:PORT")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the ``jupyter slurm-spec`` argument parser."""
+    parser = argparse.ArgumentParser(prog="jupyter slurm-spec", description="Manage kernelspecs whose kernels run as Slurm jobs.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser(
+        "settings", help="list every Slurm kernel setting (kernelspec config, gateway config, SLURMGATE_* variables)"
+    )
+    sub = commands.add_parser("install", help="write a kernelspec")
+    _add_resource_options(sub)
+    _add_tunnel_options(sub)
     sub.add_argument("--python", default=sys.executable, help="Python interpreter on the compute nodes (default: this one)")
     where = sub.add_mutually_exclusive_group()
     where.add_argument("--user", action="store_true", help="install for the current user")

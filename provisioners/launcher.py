@@ -153,7 +153,7 @@ def _remove_on_termination(runtime_dir: Path) -> None:
     """Delete the connection file's directory when Slurm ends the job with SIGTERM.
 
     scancel, the walltime and preemption send SIGTERM before SIGKILL; the
-    ``finally`` in :func:`main` does not run then, and the file holds the
+    ``finally`` in :func:`main` does not run then, and the file contains the
     kernel's HMAC key.
     """
 
@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     _remove_on_termination(runtime_dir)
     try:
         # IPKernelApp loads the key from an existing connection file and
-        # binds random ports where the file says 0, then writes them back.
+        # binds random ports where the file has 0, then writes them back.
         connection_file = runtime_dir / f"kernel-{kernel_id}.json"
         descriptor = os.open(connection_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(descriptor, "w") as stream:

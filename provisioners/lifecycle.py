@@ -104,7 +104,7 @@ class KernelJob:
         self.poller.track(self.job_id, urgent=True, interval=self.poll_interval, fast_interval=self.fast_poll_interval)
 
     def render_script(self) -> str:
-        """Render the batch script; it holds no secret."""
+        """Render the batch script, which contains no secret."""
         environment = {KERNEL_ID_ENV: self.kernel_id, KERNEL_IP_ENV: self.kernel_ip}
         return render_job_script(self.request, self.command, environment=environment, prologue=self.prologue)
 

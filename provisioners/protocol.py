@@ -87,7 +87,7 @@ def open_reply(reply_key: str, kernel_id: str, job_id: str, reply: str) -> dict[
     """Decrypt and check a reply; return its validated connection info.
 
     Raises :class:`ReplyError` when the reply was not sealed with this key
-    for this kernel and job, or when what it holds is not connection info.
+    for this kernel and job, or when its content is not connection info.
     """
     if not reply.startswith(REPLY_PREFIX):
         raise ReplyError(f"the reply does not start with {REPLY_PREFIX!r}")

@@ -214,7 +214,7 @@ class SlurmProvisioner(KernelProvisionerBase, SlurmKernelConfig):  # type: ignor
         await self.kill(restart=restart)
 
     # TODO: a gateway killed with SIGKILL never calls cleanup, so its kernels' jobs
-    # run until their walltime; a lease the gateway renews would let the launcher exit.
+    # run until their walltime. A lease that the gateway renews would let the launcher exit.
     async def cleanup(self, restart: bool = False) -> None:
         """Cancel the job if it still runs, stop tracking it and drop it.
 

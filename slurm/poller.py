@@ -2,8 +2,8 @@
 
 Kernels never call squeue themselves. They track their job here and read the
 cached state, so a gateway with a hundred kernels still queries the controller
-once per interval. The poller asks more often while any job is launching or
-ending, and backs off while the controller does not answer.
+once per interval. The poller queries more often while any job is launching or
+ending, and backs off while the controller does not respond.
 """
 
 from __future__ import annotations
@@ -221,7 +221,7 @@ class JobPoller:
             self._wake.clear()
             try:
                 self.poll_once()
-            except Exception:  # noqa: BLE001 - the poller thread must outlive any single bad answer
+            except Exception:  # noqa: BLE001 - the poller thread must outlive any single bad response
                 log.exception("job poller failed; retrying")
                 self._record_failure(RuntimeError("unexpected poller error"))
             self._wake.wait(self._next_wait())

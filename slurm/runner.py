@@ -87,7 +87,7 @@ class LocalRunner:
     ) -> CommandResult:
         """Run ``argv`` with ``env`` added to this process's environment, or as all of it.
 
-        With ``replace_env`` the command sees only ``env``; the program is
+        With ``replace_env`` the command gets only ``env``; the program is
         still looked up on this process's PATH.
         """
         argv = tuple(argv)

@@ -22,7 +22,7 @@ from support import TEST_JOB_PREFIX, squeue_ids, wait_until  # noqa: E402
 
 @pytest.fixture(scope="session")
 def slurm_cluster():
-    """Fail unless the dev cluster (or another Slurm cluster) answers."""
+    """Fail unless the dev cluster (or another Slurm cluster) responds."""
     if shutil.which("scontrol") is None:
         pytest.fail("Slurm is not installed; run 'make cluster' (or 'slurmgate devcluster up' as root)")
     ping = subprocess.run(["scontrol", "ping"], capture_output=True, text=True)

@@ -71,3 +71,11 @@ def interrupt_busy_cell(gateway, channels, kernel_id: str) -> tuple[str | None, 
         elif message["header"]["msg_type"] == "execute_reply":
             reply = message["content"]["status"]
     return error, reply
+
+
+def queued_for_gpu(status: dict) -> bool:
+    """Return whether a ``slurm`` status shows a job waiting for a GPU, with position and estimate.
+
+    The estimate appears once Slurm's backfill pass has seen the job.
+    """
+    return bool(status.get("reason") in WAITING_FOR_GPU and status.get("queue_position") and status.get("estimated_start"))

@@ -20,7 +20,7 @@ import pytest
 from gateway_client import Gateway, GatewayError
 from gateways import start_enterprise_gateway
 from sshd import start_sshd
-from support import WAITING_FOR_GPU, interrupt_busy_cell, squeue_ids, wait_until
+from support import WAITING_FOR_GPU, queued_for_gpu, interrupt_busy_cell, squeue_ids, wait_until
 
 pytestmark = [pytest.mark.cluster, pytest.mark.gateway]
 
@@ -257,10 +257,7 @@ def test_pending_status_route_while_queued(enterprise_gateway, block_gpus):
                 kernel = gateway.request("GET", f"/api/slurm/kernels/{kernel_id}")
             except GatewayError:
                 return None
-            status = kernel["slurm"]
-            # The estimate appears once Slurm's backfill pass has seen the job.
-            complete = status.get("reason") in WAITING_FOR_GPU and status.get("queue_position") and status.get("estimated_start")
-            return kernel if complete else None
+            return kernel if queued_for_gpu(kernel["slurm"]) else None
 
         kernel = wait_until(pending_with_reason, 30, interval=0.3)
         assert kernel, "the route never showed the job pending for the GPUs"

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from gateways import free_port, spawn_server
-from support import WAITING_FOR_GPU, squeue_ids, wait_until
+from support import queued_for_gpu, squeue_ids, wait_until
 
 pytestmark = [pytest.mark.cluster, pytest.mark.gateway]
 
@@ -39,8 +39,7 @@ def test_slurm_field_while_queued_and_running(jupyter_server, block_gpus):
     try:
         def pending_with_estimate():
             status = server.kernel(kernel_id).get("slurm", {})
-            complete = status.get("reason") in WAITING_FOR_GPU and status.get("queue_position") and status.get("estimated_start")
-            return status if complete else None
+            return status if queued_for_gpu(status) else None
 
         status = wait_until(pending_with_estimate, 30, interval=0.3)
         assert status, server.kernel(kernel_id)

@@ -7,7 +7,7 @@ import pytest
 
 from gateway_client import GatewayError
 from gateways import start_kernel_gateway
-from support import WAITING_FOR_GPU, interrupt_busy_cell, squeue_ids, wait_until
+from support import WAITING_FOR_GPU, queued_for_gpu, interrupt_busy_cell, squeue_ids, wait_until
 
 pytestmark = [pytest.mark.cluster, pytest.mark.gateway]
 
@@ -54,9 +54,7 @@ def test_pending_status_readable_while_queued(kernel_gateway, block_gpus):
     try:
         def pending_with_reason():
             status = gateway.kernel(kernel_id).get("slurm", {})
-            # The estimate appears once Slurm's backfill pass has seen the job.
-            complete = status.get("reason") in WAITING_FOR_GPU and status.get("queue_position") and status.get("estimated_start")
-            return status if complete else None
+            return status if queued_for_gpu(status) else None
 
         status = wait_until(pending_with_reason, 20, interval=0.3)
         assert status, gateway.kernel(kernel_id)

@@ -1,4 +1,4 @@
-"""The sealed connection reply: only the launch that holds the key can produce one that opens."""
+"""The sealed connection reply: only the launch that has the key can produce one that opens."""
 
 import base64
 import json
@@ -20,7 +20,7 @@ def test_reply_round_trip():
 
 
 def test_forged_reply_rejected():
-    # A forger knows the kernel id and job id (both public in squeue) but not the key.
+    # A forger can read the kernel id and job id (both public in squeue) but not the key.
     forged = seal_reply(new_reply_key(), "kernel-a", "101", dict(INFO, ip="10.9.9.9"))
     with pytest.raises(ReplyError, match="failed authentication"):
         open_reply(new_reply_key(), "kernel-a", "101", forged)

@@ -96,7 +96,7 @@ async def test_external_scancel_is_dead_kernel(make_manager):
         await asyncio.sleep(0.2)
     assert not await manager.is_alive()
     assert manager.provisioner.end_reason == f"Slurm job {job_id} ended with state CANCELLED"
-    # The file holds the kernel's HMAC key; SIGTERM from scancel must not leave it behind.
+    # The file contains the kernel's HMAC key, so SIGTERM from scancel must not leave it behind.
     assert not os.path.exists(os.path.dirname(connection_file))
     await manager.shutdown_kernel()
     assert not manager.has_kernel
